@@ -1,0 +1,45 @@
+# Everything installs from nothing into .venv. torch and torchvision are pinned as a matching
+# pair first, so that pip never mixes a CPU-only torch wheel with a CUDA torchvision wheel.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?= -q -m "not slow and not gpu" -n 2
+
+.PHONY: install install-dev demo test lint bench clean
+
+$(VENV)/.torch:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_SPEC)
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/fieldvision demo
+
+test: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/biomass_throughput.py
+	$(PY) benchmarks/rerank_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

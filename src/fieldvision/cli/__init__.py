@@ -1,0 +1,1 @@
+"""The `fieldvision` command line: parsing and printing only, no pipeline logic."""
