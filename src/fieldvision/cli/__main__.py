@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # Usage errors (bad option, unknown command) arrive here in non-standalone mode; typer
         # may vendor click, so recognise them by interface rather than by class.
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+        if callable(getattr(exc, "show", None)) and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
             exc.show()
             return int(exc.exit_code)
         raise

@@ -61,7 +61,9 @@ class _ResidualBlock(nn.Module):
         self.skip = (
             nn.Identity()
             if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
         )
         self.act = nn.SiLU(inplace=True)
 
@@ -78,8 +80,9 @@ class TinyCNN(Backbone):
         in_chans: Input channels.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96), residual: bool = False,
-                 in_chans: int = 3) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (16, 32, 64, 96), residual: bool = False, in_chans: int = 3
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_chans
@@ -112,8 +115,12 @@ class TimmBackbone(Backbone):
         super().__init__()
         import timm
 
-        kwargs: dict[str, object] = {"pretrained": False, "num_classes": 0, "global_pool": "",
-                                     "in_chans": in_chans}
+        kwargs: dict[str, object] = {
+            "pretrained": False,
+            "num_classes": 0,
+            "global_pool": "",
+            "in_chans": in_chans,
+        }
         if drop_path_rate > 0:
             kwargs["drop_path_rate"] = drop_path_rate
         self.model = timm.create_model(name, **kwargs)
@@ -128,7 +135,11 @@ class TimmBackbone(Backbone):
             if side * side != tokens.shape[1]:
                 return tokens.transpose(1, 2).unsqueeze(-1)  # (B, C, N, 1)
             return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
-        if feats.ndim == 4 and feats.shape[1] != self.num_features and feats.shape[-1] == self.num_features:
+        if (
+            feats.ndim == 4
+            and feats.shape[1] != self.num_features
+            and feats.shape[-1] == self.num_features
+        ):
             feats = feats.permute(0, 3, 1, 2)  # NHWC models (some timm families)
         return feats
 
@@ -195,7 +206,9 @@ def load_weights(model: Backbone, path: str | os.PathLike[str]) -> tuple[int, in
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})") from None
+        raise ConfigError(
+            f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})"
+        ) from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
