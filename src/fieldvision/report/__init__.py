@@ -1,0 +1,1 @@
+"""Markdown + PNG reports shared by every pipeline."""
