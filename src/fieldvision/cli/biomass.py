@@ -1,7 +1,176 @@
-"""`fieldvision biomass ...` commands."""
+"""`fieldvision biomass ...` commands: parsing and printing only; logic lives in pipelines."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from fieldvision.console import console
+from fieldvision.errors import ConfigError
 
 app = typer.Typer(help="Pasture biomass regression (CSIRO Image2Biomass).", no_args_is_help=True)
+
+_SET_HELP = "Override a config value, e.g. --set phase2.aggregation=mean (repeatable)."
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    """'512x256' (W x H, like image viewers) -> (H, W)."""
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 512x256") from None
+    if w <= 0 or h <= 0 or w % 4 or h % 2:
+        raise ConfigError(f"--size {size!r}: width must be a multiple of 4 and height of 2")
+    return h, w
+
+
+def load_biomass_config(
+    config: Path | None,
+    overrides: list[str] | None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    backbone: str | None = None,
+    device: str | None = None,
+):
+    """Config from defaults, ``--config``, the convenience flags, then ``--set``."""
+    from fieldvision.config import load_config
+    from fieldvision.pipelines.biomass_config import BiomassConfig
+
+    flags: list[str] = []
+    if folds is not None:
+        flags.append(f"train.folds={folds}")
+    if epochs is not None:
+        flags += [f"phase1.epochs={epochs}", f"phase2.epochs={epochs}"]
+    if backbone is not None:
+        flags += [f"phase1.backbone={backbone}", f"phase2.backbone={backbone}"]
+    if device is not None:
+        flags.append(f"train.device={device}")
+    return load_config(BiomassConfig, config, [*flags, *(overrides or [])])
+
+
+def _r2_table(title: str, rows: list[tuple[str, float]]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("R²", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"{value:.4f}")
+    return table
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", help="Directory to write the dataset to."),
+    n_train: int = typer.Option(160, "--n-train", min=5, help="Training images."),
+    n_test: int = typer.Option(40, "--n-test", min=1, help="Test images."),
+    size: str = typer.Option("512x256", "--size", help="Image size WIDTHxHEIGHT (2:1)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Write a synthetic CSIRO-format dataset calibrated to the real label table."""
+    from fieldvision.data.synthetic.pasture import generate_pasture_dataset
+
+    summary = generate_pasture_dataset(
+        out, n_train=n_train, n_test=n_test, size=_parse_size(size), seed=seed
+    )
+    console.print(f"wrote {n_train} train + {n_test} test images to {out}")
+    typer.echo(str(summary) if not hasattr(summary, "describe") else summary.describe())
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory."),
+    out: Path = typer.Option(..., "--out", help="Run directory (re-run to resume)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config file."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    folds: int | None = typer.Option(None, "--folds", min=2, help="Number of date-grouped folds."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs for both phases."),
+    backbone: str | None = typer.Option(None, "--backbone", help="Backbone name (ours or timm)."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Cross-validated training: Phase 1 (metadata) then Phase 2 (biomass)."""
+    from fieldvision.pipelines.biomass import train as run_train
+
+    cfg = load_biomass_config(config, overrides, folds, epochs, backbone, device)
+    result = run_train(data, out, cfg)
+    rows = [
+        ("OOF weighted R² (TTA)", result.oof_r2),
+        ("OOF weighted R² (no TTA)", result.oof_r2_no_tta),
+    ]
+    rows += [(name, value) for name, value in result.per_target.items()]
+    console.print(_r2_table(f"run {out}", rows))
+    typer.echo(f"oof_weighted_r2={result.oof_r2:.4f}")
+
+
+@app.command()
+def predict(
+    run: Path = typer.Option(..., "--run", help="Finished run directory."),
+    data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory with test.csv."),
+    out: Path = typer.Option(..., "--out", help="Submission CSV to write."),
+    tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Flip TTA (default: run config)."),
+) -> None:
+    """Fold-ensemble prediction in the exact Kaggle submission format."""
+    from fieldvision.pipelines.biomass import predict as run_predict
+
+    submission = run_predict(run, data, out, tta=tta)
+    typer.echo(f"wrote {len(submission)} rows to {out}")
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Submission or oof.csv (sample_id,target)."),
+    truth: Path = typer.Option(..., "--truth", help="train.csv-format table with true targets."),
+) -> None:
+    """Weighted R² (the competition metric) and per-target R²."""
+    from fieldvision.pipelines.biomass import evaluate as run_evaluate
+
+    result = run_evaluate(pred, truth)
+    rows = [("weighted R²", result.weighted_r2), *result.per_target.items()]
+    console.print(_r2_table(f"{pred} vs {truth} ({result.n_images} images)", rows))
+    typer.echo(f"weighted_r2={result.weighted_r2:.4f}")
+
+
+@app.command()
+def ablate(
+    data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory."),
+    out: Path = typer.Option(..., "--out", help="Directory for one run per variant + ablation.md."),
+    variants: str | None = typer.Option(None, "--variants", help="Comma-separated variant names."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML config applied to every variant."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    folds: int | None = typer.Option(None, "--folds", min=2),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+) -> None:
+    """Named variants on identical folds, written as a table to ablation.md."""
+    from fieldvision.pipelines.biomass_ablation import VARIANTS, run_ablation
+
+    names = [v.strip() for v in variants.split(",")] if variants else list(VARIANTS)
+    cfg = load_biomass_config(config, overrides, folds, epochs)
+    rows = run_ablation(data, out, cfg, names)
+    table = Table(title=f"ablation ({out / 'ablation.md'})")
+    for col in ("variant", "weighted R²", "Δ vs baseline", "minutes"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["variant"],
+            f"{row['weighted_r2']:.4f}",
+            f"{row['delta']:+.4f}",
+            f"{row['minutes']:.1f}",
+        )
+    console.print(table)
+
+
+@app.command()
+def tabular(
+    data: Path = typer.Option(..., "--data", help="Directory with train.csv (images not needed)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Number of date-grouped folds."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Metadata-only gradient-boosting baseline (same grouped folds, same metric)."""
+    from fieldvision.pipelines.biomass_tabular import tabular_baseline
+
+    result = tabular_baseline(data / "train.csv" if data.is_dir() else data, folds=folds, seed=seed)
+    rows = [("OOF weighted R²", result.weighted_r2), *result.per_target.items()]
+    console.print(_r2_table(f"tabular baseline ({result.n_images} images, {folds} folds)", rows))
+    typer.echo(f"oof_weighted_r2={result.weighted_r2:.4f}")

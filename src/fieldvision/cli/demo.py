@@ -1,10 +1,16 @@
-"""`fieldvision demo [PIPELINE]`: the whole pipeline on embedded synthetic data."""
+"""`fieldvision demo [PIPELINE]`: a pipeline end to end on embedded synthetic data."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.table import Table
+
+from fieldvision.console import console
+from fieldvision.errors import ConfigError
+
+PIPELINES = ("biomass", "reid")
 
 
 def demo(
@@ -12,6 +18,31 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the demo."),
 ) -> None:
     """Run a pipeline end to end on embedded synthetic data (CPU, minutes)."""
-    from fieldvision.errors import ConfigError
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"unknown demo {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
+    if pipeline == "biomass":
+        from fieldvision.pipelines.biomass_demo import run_biomass_demo
 
-    raise ConfigError(f"demo {pipeline!r} is not available yet")
+        scores = run_biomass_demo(out / "biomass")
+        table = Table(title="biomass demo: weighted R² (competition metric)")
+        table.add_column("model")
+        table.add_column("OOF", justify="right")
+        table.add_column("held-out test", justify="right")
+        table.add_row(
+            "global-only baseline",
+            f"{scores['baseline_oof_r2']:.4f}",
+            f"{scores['baseline_test_r2']:.4f}",
+        )
+        table.add_row(
+            "full pipeline (tiles + attention + FiLM)",
+            f"{scores['pipeline_oof_r2']:.4f}",
+            f"{scores['pipeline_test_r2']:.4f}",
+        )
+        console.print(table)
+        summary = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "seconds")
+        typer.echo(f"{summary} seconds={scores['seconds']:.0f}")
+        typer.echo(f"report: {out / 'biomass' / 'run' / 'report.md'}")
+    else:
+        from fieldvision.cli.demo_reid import run_reid_demo
+
+        run_reid_demo(out / "reid")

@@ -1,0 +1,1 @@
+"""End-to-end pipelines: fit / predict / evaluate / report, one module per system."""
