@@ -39,6 +39,7 @@ from fieldvision.data.biomass import (
     check_images_exist,
     read_test_table,
     read_train_table,
+    to_long,
 )
 from fieldvision.data.cache import ImageCache
 from fieldvision.errors import DataError, RunError
@@ -50,6 +51,7 @@ from fieldvision.pipelines.biomass_meta import FILM_KEYS, MetaEncoder
 from fieldvision.runtime import resolve_device
 from fieldvision.seeding import seed_everything
 from fieldvision.training.biomass import OptimConfig, Phase1System, Phase2System
+from fieldvision.training.callbacks import SetEpochCallback
 from fieldvision.training.kfold import grouped_folds
 from fieldvision.training.trainer import build_trainer, fit_resumable
 
@@ -85,7 +87,8 @@ class EvalResult:
 
 def _cache_for(cfg: BiomassConfig, data_dir: Path) -> ImageCache:
     root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data_dir / ".fieldvision_cache"
-    return ImageCache(root, cfg.data.clean)
+    # The in-memory layer keeps a small dataset's cleaned images decoded across epochs.
+    return ImageCache(root, cfg.data.clean, memory_items=2048)
 
 
 def _loader(
@@ -220,7 +223,7 @@ def _load_best(system_cls: type, model: torch.nn.Module, best_path: Path | None)
     """Copy the best Lightning checkpoint's weights into `model` (kept on CPU)."""
     if best_path is None or not Path(best_path).is_file():
         return  # training ended without a best checkpoint: keep the final weights
-    ckpt = torch.load(best_path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     model.load_state_dict(state)
 
@@ -268,6 +271,7 @@ def _fit(
         mode=mode,
         patience=patience,
         progress=cfg.train.progress,
+        callbacks=[SetEpochCallback()],
     )
     return fit_resumable(trainer, system, train_loader, val_loader, out_dir)
 
@@ -647,17 +651,19 @@ def evaluate(pred_csv: Path, truth_csv: Path) -> EvalResult:
         raise DataError(
             f"{pred_csv}: missing column(s) {sorted(missing)}; a submission has sample_id,target"
         )
-    from fieldvision.data.biomass import to_long
-
     long_truth = to_long(truth)
-    score = weighted_r2_long(long_truth, pred)
+    try:
+        score = weighted_r2_long(long_truth, pred)
+    except DataError as exc:
+        raise DataError(f"{pred_csv} vs {truth_csv}: {exc}") from None
+    # Wide (N, 5) arrays in TARGETS order for the per-target R².
     merged = long_truth.merge(pred, on="sample_id", suffixes=("", "_pred"))
-    per_target = {}
-    for name in TARGETS:
-        part = merged[merged["target_name"] == name]
-        yt, yp = part["target"].to_numpy(), part["target_pred"].to_numpy()
-        ss_tot = float(((yt - yt.mean()) ** 2).sum())
-        per_target[name] = (
-            1.0 - float(((yt - yp) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-        )
+    merged["image_id"] = merged["sample_id"].str.rsplit("__", n=1).str[0]
+    wide_true = merged.pivot(index="image_id", columns="target_name", values="target")[
+        list(TARGETS)
+    ]
+    wide_pred = merged.pivot(index="image_id", columns="target_name", values="target_pred")[
+        list(TARGETS)
+    ]
+    per_target = per_target_r2(wide_true.to_numpy(), wide_pred.to_numpy())
     return EvalResult(score, per_target, len(truth))

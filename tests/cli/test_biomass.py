@@ -1,0 +1,200 @@
+"""CLI behaviour of `fieldvision biomass`: a tiny end-to-end run and table-driven bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fieldvision.cli.__main__ import main
+from fieldvision.data.synthetic.pasture import generate_pasture_dataset
+
+# Tiny but complete recipe: 64x128 cleaned images, 32x32 tiles, 2 folds, 1 epoch.
+TINY = [
+    "--folds", "2", "--epochs", "1",
+    "--set", "data.clean.size=[64,128]", "--set", "phase1.input_size=[32,64]",
+    "--set", "phase2.global_size=[32,64]", "--set", "train.progress=false",
+    "--set", "data.batch_size=8",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pasture") / "data"
+    generate_pasture_dataset(out, n_train=16, n_test=3, size=(64, 128), seed=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(dataset: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["biomass", "train", "--data", str(dataset), "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.mark.e2e
+def test_train_predict_evaluate_end_to_end(dataset, run_dir, tmp_path, capsys):
+    for name in ("config.yaml", "folds.csv", "oof.csv", "metrics.json", "report.md", "scatter.png"):
+        assert (run_dir / name).is_file(), name
+    for k in (0, 1):
+        assert (run_dir / "phase1" / f"fold{k}" / "model.safetensors").is_file()
+        assert (run_dir / "phase2" / f"fold{k}" / "model.safetensors").is_file()
+    folds = pd.read_csv(run_dir / "folds.csv")
+    assert folds.groupby("sampling_date")["fold"].nunique().max() == 1  # dates never straddle folds
+
+    sub = tmp_path / "submission.csv"
+    assert (
+        main(
+            ["biomass", "predict", "--run", str(run_dir), "--data", str(dataset), "--out", str(sub)]
+        )
+        == 0
+    )
+    submission = pd.read_csv(sub)
+    test = pd.read_csv(dataset / "test.csv")
+    assert list(submission.columns) == ["sample_id", "target"]
+    assert submission["sample_id"].tolist() == test["sample_id"].tolist()
+    assert (submission["target"] >= 0).all()
+
+    capsys.readouterr()
+    assert (
+        main(
+            ["biomass", "evaluate", "--pred", str(sub), "--truth", str(dataset / "test_truth.csv")]
+        )
+        == 0
+    )
+    assert "weighted_r2=" in capsys.readouterr().out
+    # Re-running train on the finished run resumes (skips) instead of starting over.
+    before = (run_dir / "phase2" / "fold0" / "model.safetensors").stat().st_mtime_ns
+    assert main(["biomass", "train", "--data", str(dataset), "--out", str(run_dir), *TINY]) == 0
+    assert (run_dir / "phase2" / "fold0" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def _edit_train_csv(data: Path, how: str) -> None:
+    path = data / "train.csv"
+    frame = pd.read_csv(path)
+    if how == "drop_column":
+        frame = frame.drop(columns=["State"])
+    elif how == "misspell":
+        frame = frame.rename(columns={"Height_Ave_cm": "Height_Avg_cm"})
+    elif how == "unknown_target":
+        frame.loc[3, "target_name"] = "Dry_Weeds_g"
+    elif how == "duplicate":
+        frame = pd.concat([frame, frame.iloc[[0]]])
+    elif how == "nan":
+        frame.loc[2, "target"] = float("nan")
+    elif how == "negative":
+        frame.loc[2, "target"] = -1.0
+    elif how == "empty":
+        frame = frame.iloc[:0]
+    frame.to_csv(path, index=False)
+
+
+def _break_image(data: Path, how: str) -> None:
+    first = data / pd.read_csv(data / "train.csv")["image_path"].iloc[0]
+    if how == "missing":
+        first.unlink()
+    elif how == "corrupt":
+        first.write_bytes(b"this is not a jpeg")
+    elif how == "truncated":
+        first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: _edit_train_csv(d, "drop_column"), "State"),
+        (lambda d: _edit_train_csv(d, "misspell"), "Height_Ave_cm"),
+        (lambda d: _edit_train_csv(d, "unknown_target"), "Dry_Weeds_g"),
+        (lambda d: _edit_train_csv(d, "duplicate"), "duplicate"),
+        (lambda d: _edit_train_csv(d, "nan"), "target"),
+        (lambda d: _edit_train_csv(d, "negative"), "negative"),
+        (lambda d: _edit_train_csv(d, "empty"), "no data rows"),
+        (lambda d: (d / "train.csv").write_text(""), "empty"),
+        (lambda d: _break_image(d, "missing"), "not found"),
+        (lambda d: _break_image(d, "corrupt"), ".jpg"),
+        (lambda d: _break_image(d, "truncated"), ".jpg"),
+    ],
+    ids=[
+        "missing-column",
+        "misspelt-column",
+        "unknown-target",
+        "duplicate-id",
+        "nan-target",
+        "negative-target",
+        "header-only",
+        "zero-byte",
+        "image-missing",
+        "image-corrupt",
+        "image-truncated",
+    ],
+)
+def test_bad_training_input_is_a_clear_error_with_no_outputs(
+    dataset, tmp_path, capsys, edit, message
+):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    edit(data)
+    out = tmp_path / "run"
+    code = main(["biomass", "train", "--data", str(data), "--out", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and message.lower() in err.lower()
+    assert not (out / "oof.csv").exists() and not (out / "metrics.json").exists()
+
+
+def _unfinish(run: Path) -> None:
+    text = (run / "run.json").read_text().replace('"complete"', '"running"')
+    (run / "run.json").write_text(text)
+
+
+def _reconfigure(run: Path) -> None:
+    text = (run / "config.yaml").read_text().replace("aggregation: attention", "aggregation: mean")
+    (run / "config.yaml").write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("edit_run", "edit_data", "message"),
+    [
+        (_unfinish, None, "unfinished"),
+        (_reconfigure, None, "differs from the config"),
+        (lambda r: (r / "run.json").unlink(), None, "not a run directory"),
+        (None, lambda d: next((d / "test").glob("*.jpg")).unlink(), "test"),
+    ],
+    ids=["unfinished-run", "edited-config", "not-a-run", "test-image-missing"],
+)
+def test_bad_predict_input_writes_no_submission(
+    dataset, run_dir, tmp_path, capsys, edit_run, edit_data, message
+):
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(run_dir, run)
+    shutil.copytree(dataset, data)
+    if edit_run:
+        edit_run(run)
+    if edit_data:
+        edit_data(data)
+    sub = tmp_path / "submission.csv"
+    code = main(["biomass", "predict", "--run", str(run), "--data", str(data), "--out", str(sub)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert not sub.exists()
+
+
+def test_a_different_config_cannot_resume_a_run(dataset, run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    code = main(
+        [
+            "biomass",
+            "train",
+            "--data",
+            str(dataset),
+            "--out",
+            str(run),
+            *TINY,
+            "--set",
+            "phase2.aggregation=mean",
+        ]
+    )
+    assert code == 2 and "different config" in capsys.readouterr().err

@@ -1,0 +1,300 @@
+"""Phase-1 / Phase-2 biomass models and their losses (tiny sizes, fv_tiny_cnn)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fieldvision.data.biomass import TARGET_WEIGHTS, TARGETS
+from fieldvision.errors import ConfigError
+from fieldvision.models.biomass import (
+    BIOMASS_WEIGHTS,
+    Phase1Config,
+    Phase1Model,
+    Phase2Config,
+    Phase2Model,
+    phase1_loss,
+    weighted_biomass_loss,
+)
+
+H, W = 64, 128  # tiny 2:1 images; 2×4 tiles are 32×32
+
+
+def _p2(**kw) -> Phase2Model:
+    torch.manual_seed(0)
+    kw.setdefault("global_size", (32, 64))
+    kw.setdefault("fusion_dim", 32)
+    kw.setdefault("hidden", 16)
+    return Phase2Model(Phase2Config(**kw))
+
+
+def _p1(**kw) -> Phase1Model:
+    torch.manual_seed(0)
+    kw.setdefault("input_size", (32, 64))
+    kw.setdefault("hidden", 16)
+    kw.setdefault("n_species", 3)
+    kw.setdefault("n_states", 4)
+    return Phase1Model(Phase1Config(**kw))
+
+
+# --------------------------------------------------------------------------- Phase 1
+
+
+@pytest.mark.parametrize(
+    ("use_species", "use_state", "keys"),
+    [
+        (True, True, {"month", "ndvi", "height", "species", "state"}),
+        (False, True, {"month", "ndvi", "height", "state"}),
+        (False, False, {"month", "ndvi", "height"}),
+    ],
+)
+def test_phase1_keys_follow_config_not_mode(use_species, use_state, keys):
+    model = _p1(use_species=use_species, use_state=use_state)
+    x = torch.rand(2, 3, H, W)
+    for train in (True, False):
+        model.train(train)
+        out = model(x)
+        assert set(out) == keys
+    assert out["month"].shape == (2, 2)
+    assert out["ndvi"].shape == out["height"].shape == (2,)
+    if use_species:
+        assert out["species"].shape == (2, 3)
+    if use_state:
+        assert out["state"].shape == (2, 4)
+
+
+def test_phase1_averages_two_halves_through_one_backbone():
+    model = _p1().eval()
+    x = torch.rand(2, 3, H, W)
+    swapped = torch.cat([x[..., W // 2 :], x[..., : W // 2]], dim=-1)
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        a, b = model(x), model(swapped)
+    assert calls == [4, 4]  # one batched call per forward: B × 2 halves
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"use_species": True, "n_species": 0}, "species"),
+        ({"use_state": True, "n_states": 1}, "state"),
+        ({"input_size": (32, 63)}, "even"),
+        ({"input_size": (0, 64)}, "input_size"),
+    ],
+)
+def test_phase1_config_errors(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        _p1(**kw)
+
+
+def _phase1_batch(b: int = 4) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    angle = torch.rand(b, generator=g) * 2 * math.pi
+    return {
+        "image": torch.rand(b, 3, H, W, generator=g),
+        "month_sin": angle.sin(),
+        "month_cos": angle.cos(),
+        "ndvi_z": torch.randn(b, generator=g),
+        "height_z": torch.randn(b, generator=g),
+        "species": torch.randint(0, 3, (b,), generator=g),
+        "state": torch.randint(0, 4, (b,), generator=g),
+    }
+
+
+def test_phase1_loss_matches_hand_sum_and_weights():
+    model = _p1()
+    batch = _phase1_batch()
+    out = model(batch["image"])
+    weights = {"month": 2.0, "species": 0.5, "state": 0.0}
+    loss, parts = phase1_loss(out, batch, weights)
+    month_true = torch.stack([batch["month_sin"], batch["month_cos"]], -1)
+    expected = {
+        "month": F.mse_loss(out["month"], month_true),
+        "ndvi": F.mse_loss(out["ndvi"], batch["ndvi_z"]),
+        "height": F.mse_loss(out["height"], batch["height_z"]),
+        "species": F.cross_entropy(out["species"], batch["species"]),
+        "state": F.cross_entropy(out["state"], batch["state"]),
+    }
+    assert set(parts) == set(expected)
+    for k, v in expected.items():
+        torch.testing.assert_close(parts[k], v.detach())
+    total = (
+        2 * expected["month"] + expected["ndvi"] + expected["height"] + 0.5 * expected["species"]
+    )
+    torch.testing.assert_close(loss, total)
+    loss.backward()
+    assert not parts["month"].requires_grad
+
+
+def test_phase1_loss_skips_disabled_heads_and_rejects_unknown_tasks():
+    model = _p1(use_species=False, use_state=False)
+    batch = _phase1_batch()
+    del batch["species"], batch["state"]  # not needed when not predicted
+    _, parts = phase1_loss(model(batch["image"]), batch, None)
+    assert set(parts) == {"month", "ndvi", "height"}
+    with pytest.raises(ConfigError, match="hieght"):
+        phase1_loss(model(batch["image"]), batch, {"hieght": 1.0})
+
+
+# --------------------------------------------------------------------------- Phase 2
+
+
+@pytest.mark.parametrize(
+    ("kw", "n_tiles"),
+    [
+        ({}, 8),
+        ({"aggregation": "mean"}, 8),
+        ({"use_tiles": False}, 0),
+        ({"use_film": False}, 8),
+        ({"tile_grid": (1, 2)}, 2),
+        ({"tile_input": (16, 16)}, 8),
+        ({"channels_last": False}, 8),
+    ],
+)
+def test_phase2_outputs(kw, n_tiles):
+    model = _p2(**kw)
+    x, meta = torch.rand(3, 3, H, W), torch.randn(3, 4)
+    for train in (True, False):
+        model.train(train)
+        out = model(x, meta)
+        assert set(out) == {"targets", "components", "tile_weights"}
+    targets = out["targets"]
+    assert targets.shape == (3, 5) and (targets >= 0).all()
+    assert torch.equal(targets[:, :3], out["components"])
+    assert torch.equal(targets[:, 3], targets[:, 0] + targets[:, 2])
+    assert torch.equal(targets[:, 4], targets[:, 0] + targets[:, 2] + targets[:, 1])
+    if n_tiles:
+        assert out["tile_weights"].shape == (3, n_tiles)
+        torch.testing.assert_close(out["tile_weights"].sum(-1), torch.ones(3))
+    else:
+        assert out["tile_weights"] is None
+
+
+@pytest.mark.parametrize(
+    ("global_size", "tile_input", "calls"),
+    [((32, 32), None, [2 * 9]), ((32, 64), None, [2, 16]), ((16, 32), (16, 16), [2, 16])],
+)
+def test_phase2_batches_views_through_one_shared_backbone(global_size, tile_input, calls):
+    model = _p2(global_size=global_size, tile_input=tile_input)
+    seen: list[tuple[int, ...]] = []
+    model.backbone.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    model(torch.rand(2, 3, H, W), torch.randn(2, 4))
+    assert [s[0] for s in seen] == calls
+    assert seen[-1][-2:] == (tile_input or (32, 32))
+
+
+def test_phase2_film_is_identity_at_init_and_meta_rules():
+    model = _p2().eval()
+    x = torch.rand(2, 3, H, W)
+    with torch.no_grad():
+        a = model(x, torch.randn(2, 4))["targets"]
+        b = model(x, 10 * torch.randn(2, 4))["targets"]
+    assert torch.equal(a, b)  # zero-initialised FiLM: meta has no effect before training
+    with pytest.raises(ValueError, match="meta"):
+        model(x, None)
+    with pytest.raises(ValueError, match="meta"):
+        model(x, torch.randn(2, 3))
+    no_film = _p2(use_film=False)
+    assert set(no_film(x, None)) == {"targets", "components", "tile_weights"}
+    with pytest.raises(ValueError, match="image"):
+        model(torch.rand(2, H, W), torch.randn(2, 4))
+
+
+def test_phase2_target_scale_multiplies_components_and_is_saved():
+    base = _p2().eval()
+    scaled = _p2(target_scale=(10.0, 2.0, 4.0, 14.0, 16.0)).eval()
+    assert "target_scale" in scaled.state_dict()
+    state = dict(base.state_dict())
+    state["target_scale"] = scaled.target_scale.clone()
+    scaled.load_state_dict(state)
+    x, meta = torch.rand(2, 3, H, W), torch.randn(2, 4)
+    with torch.no_grad():
+        c0, c1 = base(x, meta)["components"], scaled(x, meta)["components"]
+    torch.testing.assert_close(c1, c0 * torch.tensor([10.0, 2.0, 4.0]))
+
+
+def test_phase2_gradients_reach_every_part():
+    model = _p2()
+    out = model(torch.rand(2, 3, H, W), torch.randn(2, 4))
+    weighted_biomass_loss(out["targets"], torch.rand(2, 5) * 3).backward()
+    for name in ("backbone", "pool", "fusion", "film", "head"):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(name)]
+        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"aggregation": "max"}, "aggregation"),
+        ({"target_scale": (1.0, 2.0)}, "target_scale"),
+        ({"target_scale": (1.0, 1.0, 0.0, 1.0, 1.0)}, "target_scale"),
+        ({"tile_grid": (0, 4)}, "tile_grid"),
+        ({"num_heads": 5}, "num_heads"),
+    ],
+)
+def test_phase2_config_errors(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        _p2(**kw)
+
+
+def test_phase2_image_not_divisible_by_grid():
+    with pytest.raises(ValueError, match="divisible"):
+        _p2()(torch.rand(1, 3, H, W - 2), torch.randn(1, 4))
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_weighted_loss_hand_computed():
+    pred = torch.tensor([[2.0, 0.0, 1.0, 3.0, 4.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0, 2.0, 2.0]])
+    # squared errors 1, 0, 0, 1, 4 with weights .1 .1 .1 .2 .5 (sum 1): 0.1 + 0.2 + 2.0
+    torch.testing.assert_close(weighted_biomass_loss(pred, target), torch.tensor(2.3))
+    scale = torch.tensor([1.0, 1.0, 1.0, 1.0, 2.0])  # total error becomes 1 in scaled units
+    torch.testing.assert_close(weighted_biomass_loss(pred, target, scale=scale), torch.tensor(0.8))
+    assert weighted_biomass_loss(target, target) == 0
+
+
+def test_weighted_loss_weights_matter_and_reductions():
+    target = torch.zeros(2, 5)
+    err_total = torch.zeros(2, 5)
+    err_total[:, 4] = 1.0
+    err_dead = torch.zeros(2, 5)
+    err_dead[:, 1] = 1.0
+    assert weighted_biomass_loss(err_total, target) > weighted_biomass_loss(err_dead, target)
+    per = weighted_biomass_loss(err_total, target, reduction="none")
+    torch.testing.assert_close(per, torch.full((2,), 0.5))
+    torch.testing.assert_close(weighted_biomass_loss(err_total, target, reduction="sum"), per.sum())
+
+
+def test_default_weights_match_data_layer():
+    assert tuple(TARGET_WEIGHTS[t] for t in TARGETS) == BIOMASS_WEIGHTS == (0.1, 0.1, 0.1, 0.2, 0.5)
+
+
+def test_weighted_loss_huber_is_linear_for_large_errors():
+    target = torch.zeros(1, 5)
+    small, big = torch.full((1, 5), 0.5), torch.full((1, 5), 10.0)
+    torch.testing.assert_close(
+        weighted_biomass_loss(small, target, kind="huber"), torch.tensor(0.125)
+    )
+    torch.testing.assert_close(weighted_biomass_loss(big, target, kind="huber"), torch.tensor(9.5))
+
+
+@pytest.mark.parametrize(
+    ("pred_shape", "kw", "match"),
+    [
+        ((2, 4), {}, "pred and target"),
+        ((2, 5), {"kind": "l1"}, "kind"),
+        ((2, 5), {"reduction": "max"}, "reduction"),
+        ((2, 5), {"weights": (1.0, 1.0)}, "weights"),
+    ],
+)
+def test_weighted_loss_bad_input(pred_shape, kw, match):
+    with pytest.raises(ValueError, match=match):
+        weighted_biomass_loss(torch.zeros(pred_shape), torch.zeros(2, 5), **kw)

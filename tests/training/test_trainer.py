@@ -1,0 +1,142 @@
+"""Trainer builder and resumable fit: skip when done, resume after interruption."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fieldvision.errors import RunError
+from fieldvision.training.trainer import FitResult, build_trainer, fit_resumable
+
+
+class _Regressor(L.LightningModule):
+    """y = 2x + 1 with a linear layer; logs val_r2 (the default monitor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        pred = self.net(x)
+        r2 = 1 - (pred - y).square().sum() / (y - y.mean()).square().sum()
+        self.log("val_r2", r2)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _loaders():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, generator=g)
+    ds = TensorDataset(x, 2 * x + 1)
+    return DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=16)
+
+
+class _EpochRecorder(Callback):
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.epochs: list[int] = []
+        self.fail_at = fail_at
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.fail_at:
+            raise RuntimeError("simulated crash")
+        self.epochs.append(trainer.current_epoch)
+
+
+def _fit(out, max_epochs, recorder=None, **kw):
+    trainer = build_trainer(
+        out,
+        max_epochs,
+        progress=False,
+        patience=None,
+        callbacks=[recorder] if recorder else [],
+        **kw,
+    )
+    return fit_resumable(trainer, _Regressor(), *_loaders(), out)
+
+
+def test_build_trainer_settings(tmp_path):
+    trainer = build_trainer(tmp_path, 3, patience=2, progress=True, monitor="val_loss", mode="min")
+    ckpt = trainer.checkpoint_callback
+    assert isinstance(ckpt, ModelCheckpoint) and ckpt.monitor == "val_loss" and ckpt.save_last
+    stops = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
+    assert len(stops) == 1 and stops[0].patience == 2 and stops[0].mode == "min"
+    assert any(isinstance(cb, RichProgressBar) for cb in trainer.callbacks)
+    assert trainer.num_sanity_val_steps == 0 and trainer.max_epochs == 3
+    assert trainer.precision == "32-true"  # CPU
+    quiet = build_trainer(tmp_path / "q", 1, patience=None, progress=False)
+    assert not any(isinstance(cb, EarlyStopping | RichProgressBar) for cb in quiet.callbacks)
+
+
+def test_fresh_run_writes_checkpoints_and_done(tmp_path):
+    result = _fit(tmp_path, 2)
+    assert isinstance(result, FitResult)
+    assert (result.epochs_run, result.resumed, result.stopped_early) == (2, False, False)
+    for name in ("best.ckpt", "last.ckpt", "metrics.csv", "done.json"):
+        assert (tmp_path / name).is_file(), name
+    assert result.best_path == str(tmp_path / "best.ckpt")
+    record = json.loads((tmp_path / "done.json").read_text())
+    assert record["best_score"] == pytest.approx(result.best_score)
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+    # Done: a second call trains nothing and returns the recorded result.
+    rec = _EpochRecorder()
+    again = _fit(tmp_path, 2, rec)
+    assert rec.epochs == [] and again.resumed and again.best_score == result.best_score
+
+
+def test_larger_budget_resumes_from_last(tmp_path):
+    first = _fit(tmp_path, 2)
+    rec = _EpochRecorder()
+    more = _fit(tmp_path, 3, rec)
+    assert rec.epochs == [2]  # continues, does not start over
+    assert (more.epochs_run, more.resumed) == (3, True)
+    assert more.best_score >= first.best_score
+    log = pd.read_csv(tmp_path / "metrics.csv")
+    assert sorted(log["epoch"].dropna().unique().tolist()) == [0, 1, 2]  # log kept across resume
+
+
+def test_interrupted_run_resumes(tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(tmp_path, 3, _EpochRecorder(fail_at=1))
+    assert (tmp_path / "last.ckpt").is_file() and not (tmp_path / "done.json").exists()
+    rec = _EpochRecorder()
+    result = _fit(tmp_path, 3, rec)
+    assert rec.epochs == [1, 2]
+    assert (result.epochs_run, result.resumed) == (3, True)
+    assert (tmp_path / "done.json").is_file()
+
+
+def test_early_stopping_is_recorded(tmp_path):
+    class _Flat(_Regressor):
+        def validation_step(self, batch, batch_idx):
+            self.log("val_r2", torch.tensor(0.5))
+
+    trainer = build_trainer(tmp_path, 10, progress=False, patience=1)
+    result = fit_resumable(trainer, _Flat(), *_loaders(), tmp_path)
+    assert result.stopped_early and result.epochs_run < 10
+    # A run that stopped early is done even if asked for more epochs later.
+    rec = _EpochRecorder()
+    again = _fit(tmp_path, 20, rec)
+    assert rec.epochs == [] and again.stopped_early
+
+
+def test_corrupt_done_record(tmp_path):
+    (tmp_path / "done.json").write_text("{not json")
+    with pytest.raises(RunError, match="done.json"):
+        _fit(tmp_path, 1)
