@@ -80,11 +80,13 @@ def bench_model(
             torch.cuda.synchronize()
 
     model.train()
-    train_step()
-    sync()  # warm-up (allocator, oneDNN / cuDNN kernel selection)
+    for _ in range(2):  # warm-up (allocator, oneDNN / cuDNN kernel selection)
+        train_step()
+    sync()
     t_train = _time(lambda: (train_step(), sync()), repeat=steps)
     model.eval()
-    infer()
+    for _ in range(2):
+        infer()
     sync()
     t_infer = _time(lambda: (infer(), sync()), repeat=steps)
     return {"train img/s": len(x) / t_train, "infer img/s": len(x) / t_infer}
@@ -96,7 +98,7 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--backbone", default="fv_tiny_cnn")
     parser.add_argument("--size", default="256x512", help="cleaned image HxW")
