@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -219,7 +220,7 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
         save_file(state, str(tmp))
 
 
-def _load_best(system_cls: type, model: torch.nn.Module, best_path: Path | None) -> None:
+def _load_best(model: torch.nn.Module, best_path: Path | None) -> None:
     """Copy the best Lightning checkpoint's weights into `model` (kept on CPU)."""
     if best_path is None or not Path(best_path).is_file():
         return  # training ended without a best checkpoint: keep the final weights
@@ -250,30 +251,50 @@ def _optim(cfg: BiomassConfig, section: str) -> OptimConfig:
     )
 
 
-def _fit(
-    system: torch.nn.Module,
-    train_loader: DataLoader,
-    val_loader: DataLoader,
-    out_dir: Path,
+def _fit_fold(
+    model: torch.nn.Module,
+    system: L.LightningModule,
+    fold_dir: Path,
+    paths: Sequence[Path],
+    arrays: Mapping[str, np.ndarray],
+    tr: np.ndarray,
+    va: np.ndarray,
+    cache: ImageCache,
     cfg: BiomassConfig,
-    epochs: int,
-    patience: int | None,
+    section: str,
     monitor: str,
     mode: str,
-):
+    seed: int,
+) -> None:
+    """Train `model` on rows `tr` (validating on `va`) unless the fold already finished.
+
+    A finished fold has ``model.safetensors`` (the best epoch's weights); an interrupted one
+    resumes from its ``last.ckpt`` inside `fit_resumable`.
+    """
+    weights = fold_dir / "model.safetensors"
+    if weights.is_file():
+        model.load_state_dict(load_file(str(weights)))
+        return
+    sec = getattr(cfg, section)
     trainer = build_trainer(
-        out_dir,
-        max_epochs=epochs,
+        fold_dir,
+        max_epochs=sec.epochs,
         device=cfg.train.device,
         precision=cfg.train.precision,
         accumulate_grad_batches=cfg.train.accumulate_grad_batches,
         monitor=monitor,
         mode=mode,
-        patience=patience,
+        patience=sec.patience,
         progress=cfg.train.progress,
         callbacks=[SetEpochCallback()],
     )
-    return fit_resumable(trainer, system, train_loader, val_loader, out_dir)
+    train_loader = _loader(
+        [paths[i] for i in tr], cache, _subset(arrays, tr), cfg, train=True, seed=seed
+    )
+    val_loader = _loader([paths[i] for i in va], cache, _subset(arrays, va), cfg, train=False)
+    result = fit_resumable(trainer, system, train_loader, val_loader, fold_dir)
+    _load_best(model, result.best_path)
+    _save_weights(model, weights)
 
 
 # --------------------------------------------------------------------------- run directory
@@ -349,31 +370,22 @@ def _phase1_oof(
         )
         seed_everything(cfg.train.seed + k)
         model = Phase1Model(_phase1_config(cfg, enc))
-        weights = fold_dir / "model.safetensors"
-        if not weights.is_file():
-            system = Phase1System(model, _optim(cfg, "phase1"), task_weights={})
-            result = _fit(
-                system,
-                _loader(
-                    [paths[i] for i in tr],
-                    cache,
-                    _subset(meta_targets, tr),
-                    cfg,
-                    train=True,
-                    seed=cfg.train.seed + k,
-                ),
-                _loader([paths[i] for i in va], cache, _subset(meta_targets, va), cfg, train=False),
-                fold_dir,
-                cfg,
-                cfg.phase1.epochs,
-                cfg.phase1.patience,
-                monitor="val_loss",
-                mode="min",
-            )
-            _load_best(Phase1System, model, result.best_path)
-            _save_weights(model, weights)
-        else:
-            model.load_state_dict(load_file(str(weights)))
+        system = Phase1System(model, _optim(cfg, "phase1"), task_weights={})
+        _fit_fold(
+            model,
+            system,
+            fold_dir,
+            paths,
+            meta_targets,
+            tr,
+            va,
+            cache,
+            cfg,
+            "phase1",
+            monitor="val_loss",
+            mode="min",
+            seed=cfg.train.seed + k,
+        )
         outputs = _predict_arrays(
             model,
             [paths[i] for i in va],
@@ -464,31 +476,22 @@ def train(
         arrays: dict[str, np.ndarray] = {"targets": y}
         if meta is not None:
             arrays["meta"] = meta  # out-of-fold *predicted* metadata, never ground truth
-        weights = fold_dir / "model.safetensors"
-        if not weights.is_file():
-            system = Phase2System(model, _optim(cfg, "phase2"), loss_kind=cfg.phase2.loss)
-            result = _fit(
-                system,
-                _loader(
-                    [paths[i] for i in tr],
-                    cache,
-                    _subset(arrays, tr),
-                    cfg,
-                    train=True,
-                    seed=cfg.train.seed + k,
-                ),
-                _loader([paths[i] for i in va], cache, _subset(arrays, va), cfg, train=False),
-                fold_dir,
-                cfg,
-                cfg.phase2.epochs,
-                cfg.phase2.patience,
-                monitor="val_r2",
-                mode="max",
-            )
-            _load_best(Phase2System, model, result.best_path)
-            _save_weights(model, weights)
-        else:
-            model.load_state_dict(load_file(str(weights)))
+        system = Phase2System(model, _optim(cfg, "phase2"), loss_kind=cfg.phase2.loss)
+        _fit_fold(
+            model,
+            system,
+            fold_dir,
+            paths,
+            arrays,
+            tr,
+            va,
+            cache,
+            cfg,
+            "phase2",
+            monitor="val_r2",
+            mode="max",
+            seed=cfg.train.seed + k,
+        )
         va_paths = [paths[i] for i in va]
         views = _predict_views(
             model, va_paths, cache, _subset(arrays, va), cfg, _phase2_call, True, device

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-TARGET_NAMES = ("Dry_Green_g", "Dry_Dead_g", "Dry_Clover_g", "GDM_g", "Dry_Total_g")
-COMPONENT_NAMES = TARGET_NAMES[:3]
-KAGGLE_TRAIN_COLUMNS = [
-    "sample_id",
-    "image_path",
-    "Sampling_Date",
-    "State",
-    "Species",
-    "Pre_GSHH_NDVI",
-    "Height_Ave_cm",
-    "target_name",
-    "target",
-]
-KAGGLE_TEST_COLUMNS = ["sample_id", "image_path", "target_name"]
+from fieldvision.data.biomass import COMPONENTS, TARGETS, TEST_COLUMNS, TRAIN_COLUMNS
+
+# One source of truth for the Kaggle schema: the table readers in `fieldvision.data.biomass`.
+TARGET_NAMES = TARGETS
+COMPONENT_NAMES = COMPONENTS
+KAGGLE_TRAIN_COLUMNS = list(TRAIN_COLUMNS)
+KAGGLE_TEST_COLUMNS = list(TEST_COLUMNS)
 
 
 def _wide(long_df: pd.DataFrame) -> pd.DataFrame:
