@@ -1,0 +1,1 @@
+"""Evaluation metrics: regression, retrieval, classification and tracking, one module each."""
