@@ -123,8 +123,9 @@ def run_ablation(data_dir: Path, out: Path, base: BiomassConfig, names: list[str
     columns += [c for c in rows[0] if c not in columns]
     body = (
         "Out-of-fold weighted R² on identical date-grouped folds "
-        f"({base.train.folds} folds, seed {base.train.seed}); Δ is against `baseline`.\n\n"
-        + markdown_table(rows, columns)
+        f"({base.train.folds} folds, seed {base.train.seed}); Δ is against `baseline`. "
+        "`minutes` is the wall time of the last `train` call of that variant (a resumed or "
+        "reused run only counts what was left to do).\n\n" + markdown_table(rows, columns)
     )
     write_report(out / "ablation.md", "Biomass ablation", [("Results", body)])
     return rows
