@@ -73,7 +73,9 @@ def _fit(out, max_epochs, recorder=None, **kw):
 def test_build_trainer_settings(tmp_path):
     trainer = build_trainer(tmp_path, 3, patience=2, progress=True, monitor="val_loss", mode="min")
     ckpt = trainer.checkpoint_callback
-    assert isinstance(ckpt, ModelCheckpoint) and ckpt.monitor == "val_loss" and ckpt.save_last
+    assert isinstance(ckpt, ModelCheckpoint) and ckpt.monitor == "val_loss"
+    last = [cb for cb in trainer.checkpoint_callbacks if cb.monitor is None]
+    assert len(last) == 1 and last[0].filename == "last"  # the unmonitored resume point
     stops = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
     assert len(stops) == 1 and stops[0].patience == 2 and stops[0].mode == "min"
     assert any(isinstance(cb, RichProgressBar) for cb in trainer.callbacks)
@@ -140,3 +142,31 @@ def test_corrupt_done_record(tmp_path):
     (tmp_path / "done.json").write_text("{not json")
     with pytest.raises(RunError, match="done.json"):
         _fit(tmp_path, 1)
+
+
+class _PeaksFirst(L.LightningModule):
+    """val_r2 is best in epoch 0 and worse afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_r2", torch.tensor(1.0 if self.current_epoch == 0 else 0.0))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_when_best_does_not_improve(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = build_trainer(tmp_path, max_epochs=3, device="cpu", patience=None, progress=False)
+    result = fit_resumable(trainer, _PeaksFirst(), loader, loader, tmp_path)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert result.best_path.endswith("best.ckpt")

@@ -43,8 +43,8 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """fieldvision: biomass regression, re-identification, MIL and people flow."""
-    if debug:
-        os.environ["FIELDVISION_DEBUG"] = "1"
+    # `--debug` is read by `main` from the arguments; nothing global is set here, so one
+    # in-process call never changes how the next one reports errors.
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,10 +134,20 @@ def build_trainer(
             monitor=monitor,
             mode=mode,
             save_top_k=1,
-            save_last=True,
             enable_version_counter=False,  # overwrite best.ckpt, never best-v1.ckpt
             auto_insert_metric_name=False,
-        )
+        ),
+        # A separate unmonitored checkpoint for the resume point: Lightning 2.6's
+        # ``save_last=True`` only refreshes last.ckpt in epochs where best.ckpt improved, so a
+        # resume would restart from the best epoch instead of the latest one.
+        _AtomicCheckpoint(
+            dirpath=out,
+            filename=LAST_NAME,
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            enable_version_counter=False,
+        ),
     ]
     if patience is not None:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
