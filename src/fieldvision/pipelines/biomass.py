@@ -29,7 +29,9 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import get_ema_avg_fn
 from torch.utils.data import DataLoader
 
 from fieldvision.config import config_to_dict, load_config
@@ -251,6 +253,13 @@ def _optim(cfg: BiomassConfig, section: str) -> OptimConfig:
     )
 
 
+def _callbacks(cfg: BiomassConfig) -> list[L.Callback]:
+    callbacks: list[L.Callback] = [SetEpochCallback()]
+    if cfg.train.ema_decay is not None:
+        callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(cfg.train.ema_decay)))
+    return callbacks
+
+
 def _fit_fold(
     model: torch.nn.Module,
     system: L.LightningModule,
@@ -286,7 +295,7 @@ def _fit_fold(
         mode=mode,
         patience=sec.patience,
         progress=cfg.train.progress,
-        callbacks=[SetEpochCallback()],
+        callbacks=_callbacks(cfg),
     )
     train_loader = _loader(
         [paths[i] for i in tr], cache, _subset(arrays, tr), cfg, train=True, seed=seed
