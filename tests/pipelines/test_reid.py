@@ -4,59 +4,27 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fieldvision.config import load_config
 from fieldvision.data.reid import EmbeddingSet, save_embeddings
-from fieldvision.data.synthetic.coats import generate_coat_dataset
 from fieldvision.errors import DataError, RunError
 from fieldvision.pipelines.reid import embed, fit, load_run, pair_scores, pairs, search
-from fieldvision.pipelines.reid_config import InferenceSection, ReIDPipelineConfig
-
-TINY = {
-    "data": {"image_size": [32, 32]},
-    "model": {"backbone": "fv_tiny_cnn", "embedding_dim": 16},
-    "train": {"epochs": 1, "p": 3, "k": 2, "device": "cpu"},
-    "inference": {"batch_size": 16, "rerank_k1": 4, "rerank_k2": 2},
-}
+from fieldvision.pipelines.reid_config import InferenceSection
 
 
-def _cfg(**sections) -> ReIDPipelineConfig:
-    base = json.loads(json.dumps(TINY))
-    for key, value in sections.items():
-        base.setdefault(key, {}).update(value)
-    return load_config(ReIDPipelineConfig, base=base)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("coats") / "data"
-    generate_coat_dataset(out, n_identities=5, per_id=6, seed=3, size=(32, 32))
-    return out
-
-
-@pytest.fixture(scope="module")
-def run(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "run"
-    summary = fit(data, out, _cfg(), progress=False)
-    assert summary["epochs_run"] == 1 and summary["with_mask"] is True
-    return out
-
-
-def test_fit_writes_run_directory_and_resumes(data, run):
+def test_fit_writes_run_directory_and_resumes(reid_cfg, data, run):
     for name in ("config.yaml", "split.json", "model.safetensors", "metrics.json", "best.ckpt"):
         assert (run / name).is_file(), name
     split = json.loads((run / "split.json").read_text())
     assert split["protocol"] == "closed" and split["heldout"]
     assert not set(split["train"]) & set(split["heldout"])
-    again = fit(data, run, _cfg(), progress=False)  # finished run: skipped, same result
+    again = fit(data, run, reid_cfg(), progress=False)  # finished run: skipped, same result
     assert again["resumed"] is True
     with pytest.raises(RunError, match="different config.*model.embedding_dim"):
-        fit(data, run, _cfg(model={"embedding_dim": 8}), progress=False)
+        fit(data, run, reid_cfg(model={"embedding_dim": 8}), progress=False)
 
 
 def test_load_run_errors(run, tmp_path):

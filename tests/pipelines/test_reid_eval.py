@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fieldvision.config import load_config
 from fieldvision.data.synthetic.coats import generate_coat_dataset
 from fieldvision.errors import RunError
 from fieldvision.pipelines.reid import fit
-from fieldvision.pipelines.reid_config import InferenceSection, ReIDPipelineConfig
+from fieldvision.pipelines.reid_config import InferenceSection
 from fieldvision.pipelines.reid_eval import VARIANTS, evaluate, variant_distances
-
-TINY = {
-    "data": {"image_size": [32, 32]},
-    "model": {"backbone": "fv_tiny_cnn", "embedding_dim": 16},
-    "train": {"epochs": 1, "p": 3, "k": 2, "device": "cpu"},
-    "inference": {"batch_size": 16, "rerank_k1": 4, "rerank_k2": 2},
-}
-
-
-def _cfg(**sections) -> ReIDPipelineConfig:
-    base = json.loads(json.dumps(TINY))
-    for key, value in sections.items():
-        base.setdefault(key, {}).update(value)
-    return load_config(ReIDPipelineConfig, base=base)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("coats") / "data"
-    generate_coat_dataset(out, n_identities=5, per_id=6, seed=3, size=(32, 32))
-    return out
-
-
-@pytest.fixture(scope="module")
-def run(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "run"
-    fit(data, out, _cfg(), progress=False)
-    return out
 
 
 def test_variant_distances():
@@ -102,10 +72,10 @@ def test_evaluate_needs_the_training_data(run, tmp_path):
         evaluate(run, other, progress=False)
 
 
-def test_open_protocol_run(data, tmp_path):
+def test_open_protocol_run(reid_cfg, data, tmp_path):
     out = tmp_path / "open"
     summary = fit(
-        data, out, _cfg(train={"protocol": "open", "holdout_fraction": 0.4}), progress=False
+        data, out, reid_cfg(train={"protocol": "open", "holdout_fraction": 0.4}), progress=False
     )
     assert summary["protocol"] == "open"
     assert summary["n_train_identities"] < summary["n_identities"]
