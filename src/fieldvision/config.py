@@ -8,18 +8,31 @@ validation problem becomes one `ConfigError` naming the dotted field and the sou
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fieldvision.errors import ConfigError
 from fieldvision.io import read_yaml
 
-__all__ = ["StrictModel", "apply_overrides", "config_to_dict", "load_config"]
+__all__ = [
+    "StrictModel",
+    "apply_overrides",
+    "apply_runtime_overrides",
+    "config_fingerprint",
+    "config_to_dict",
+    "load_config",
+    "recipe_path",
+    "runtime_field",
+    "runtime_keys",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,6 +41,91 @@ class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors (catches typos like `lr_rate`)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def narrow(cls: type[M], section: BaseModel) -> M:
+        """This config built from the fields of `section` that it declares.
+
+        Pipeline sections inherit the configs of the pieces they drive (a model config plus
+        training fields, say); this picks one piece back out, e.g. to record the model's
+        own config in its weights file.
+        """
+        if type(section) is cls:
+            return section  # type: ignore[return-value]
+        return cls.model_validate(section.model_dump(include=set(cls.model_fields)))
+
+
+def runtime_field(default: Any, **kwargs: Any) -> Any:
+    """A config field that changes how a run executes, not what it computes.
+
+    Runtime fields (device, precision, progress bars, workers, cache folder) are left out of
+    the run fingerprint, so changing them resumes a run instead of refusing it, and they are
+    the only fields a command may override on a finished run.
+    """
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra["runtime"] = True
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def _is_runtime(info: Any) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("runtime"))
+
+
+def runtime_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted names of every runtime field of a config class (nested sections included)."""
+    keys: list[str] = []
+    for name, info in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        if _is_runtime(info):
+            keys.append(dotted)
+            continue
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(runtime_keys(annotation, dotted + "."))
+    return keys
+
+
+def config_fingerprint(cfg: BaseModel) -> str:
+    """Stable 16-hex-digit hash of everything in `cfg` except its runtime fields.
+
+    Two configs with the same fingerprint train the same weights from the same data.
+    """
+    data = config_to_dict(cfg)
+    for key in runtime_keys(type(cfg)):
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    blob = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def recipe_path(name: str | os.PathLike[str]) -> Path:
+    """A config file path, or the packaged recipe of that name (``reid_demo``).
+
+    ``--config FILE`` accepts a YAML path; when no such file exists and `name` names a recipe
+    shipped in ``fieldvision/configs/`` (with or without ``.yaml``), that recipe is used.
+
+    Raises:
+        ConfigError: Neither a file nor a packaged recipe.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".yaml")
+    packaged = resources.files("fieldvision") / "configs" / f"{stem}.yaml"
+    if str(path) in (stem, f"{stem}.yaml") and packaged.is_file():
+        return Path(str(packaged))
+    recipes = sorted(
+        p.name.removesuffix(".yaml")
+        for p in (resources.files("fieldvision") / "configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    raise ConfigError(
+        f"{path}: config file not found", hint=f"packaged recipes: {', '.join(recipes)}"
+    )
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -80,6 +178,7 @@ def load_config(
     data: dict[str, Any] = _deep_copy(base or {})
     source = "defaults"
     if path is not None:
+        path = recipe_path(path)
         loaded = read_yaml(path)
         if loaded is None:
             loaded = {}
@@ -95,6 +194,30 @@ def load_config(
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, source)) from None
+
+
+def apply_runtime_overrides(cfg: M, overrides: Iterable[str]) -> M:
+    """`cfg` with ``--set`` overrides of its runtime fields only (for finished runs).
+
+    A finished run's weights were trained with its config; only fields that change how a
+    command executes (device, precision, workers, progress, ...) may differ at prediction.
+
+    Raises:
+        ConfigError: An override names a non-runtime field, or has a bad value.
+    """
+    overrides = list(overrides)
+    if not overrides:
+        return cfg
+    allowed = set(runtime_keys(type(cfg)))
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in allowed:
+            raise ConfigError(
+                f"--set {key}: a finished run's config can only be changed in its runtime "
+                "fields (its weights were trained with the rest)",
+                hint=f"runtime fields: {', '.join(sorted(allowed))}",
+            )
+    return load_config(type(cfg), overrides=overrides, base=config_to_dict(cfg))
 
 
 def config_to_dict(cfg: BaseModel) -> dict[str, Any]:

@@ -158,3 +158,36 @@ def test_concurrent_gets_agree(tmp_path):
         assert np.array_equal(img, results[i % 4])
     leftovers = [p for p in (cache_root / CFG.fingerprint()).iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("max_pixels", "error"),
+    [
+        (None, None),
+        (40 * 80, None),  # exactly at the limit
+        (40 * 80 - 1, "a.png: image is 80×40"),
+    ],
+)
+def test_max_pixels_is_honoured(tmp_path, photo, max_pixels, error):
+    cache = ImageCache(tmp_path / "cache", CFG, max_pixels=max_pixels)
+    if error is None:
+        assert cache.get(photo).shape == (16, 32, 3)
+        assert cache.report(photo).original_size == (40, 80)
+        return
+    for method in (cache.get, cache.report):
+        with pytest.raises(DataError, match=error):
+            method(photo)
+    assert cache.misses == 0
+    assert not (tmp_path / "cache").exists()  # nothing cached for a refused photo
+    disabled = ImageCache(tmp_path / "c2", CFG, enabled=False, max_pixels=max_pixels)
+    with pytest.raises(DataError, match=error):
+        disabled.get(photo)
+
+
+def test_max_pixels_is_not_part_of_the_cache_key(tmp_path, photo):
+    """The limit changes no pixel: entries are shared across limits (the key is unchanged)."""
+    img = ImageCache(tmp_path / "cache", CFG).get(photo)
+    strict = ImageCache(tmp_path / "cache", CFG, max_pixels=10)
+    assert strict.directory == ImageCache(tmp_path / "cache", CFG).directory
+    assert np.array_equal(strict.get(photo), img)  # already cleaned: nothing is decoded
+    assert strict.misses == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -11,8 +13,10 @@ import pytest
 from PIL import Image
 
 from fieldvision.data.images import (
+    DEFAULT_MAX_PIXELS,
     AspectRatioWarning,
     check_aspect,
+    check_image_pixels,
     read_rgb,
     read_rgba,
     write_image,
@@ -171,6 +175,204 @@ def test_a_decoder_that_tolerates_truncation_is_not_trusted(tmp_path, monkeypatc
     _truncated_jpeg(path)
     with pytest.raises(DataError, match="truncated"):
         read_rgb(path)
+
+
+# --------------------------------------------------------------------------- pixel limit
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims `width` x `height` 8-bit RGB pixels, with an empty IDAT.
+
+    Pillow opens its header fine; decoding it would allocate width * height * 3 bytes.
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # depth 8, colour type RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _write_hdr(path: Path, img: np.ndarray) -> None:
+    """Radiance HDR: OpenCV reads it, Pillow cannot identify it."""
+    ok, buf = cv2.imencode(".hdr", img.astype(np.float32) / 255.0)
+    assert ok
+    path.write_bytes(buf.tobytes())
+
+
+def _forbid_decoding(monkeypatch) -> None:
+    import fieldvision.data.images as images
+
+    def imdecode(*args, **kwargs):
+        pytest.fail("the image was decoded although its header is over the limit")
+
+    monkeypatch.setattr(images.cv2, "imdecode", imdecode)
+
+
+PHOTO_PIXELS = 64 * 128
+
+
+@pytest.mark.parametrize("reader", [read_rgb, read_rgba])
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif", ".webp"])
+@pytest.mark.parametrize(
+    ("max_pixels", "error"),
+    [
+        (None, None),  # default limit: far above 64 x 128
+        (PHOTO_PIXELS, None),  # exactly at the limit passes
+        (PHOTO_PIXELS - 1, "128×64 = 0.0082 Mpx \\(header size\\), over the limit of 8191"),
+        (100, "over the limit of 100 pixels"),
+    ],
+)
+def test_pixel_limit_is_checked_from_the_header(
+    tmp_path, monkeypatch, reader, ext, max_pixels, error
+):
+    path = write_image(tmp_path / f"photo{ext}", photo())
+    if error is None:
+        img = reader(path, max_pixels=max_pixels)
+        assert img.shape[:2] == (64, 128)
+        return
+    _forbid_decoding(monkeypatch)  # refused before any full decode
+    with pytest.raises(DataError, match=error) as exc:
+        reader(path, max_pixels=max_pixels)
+    assert str(path) in str(exc.value)
+    assert "data.max_image_pixels" in exc.value.hint
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "max_pixels", "error"),
+    [
+        # Over twice Pillow's default limit: Pillow itself would raise DecompressionBombError.
+        (30_000, 30_000, None, "30000×30000 = 900.0 Mpx .*limit of 89478485 pixels"),
+        # Between Pillow's warning and error thresholds: Pillow would decode it fully.
+        (10_000, 10_000, None, "10000×10000 = 100.0 Mpx"),
+        (30_000, 30_000, 10**6, "30000×30000 .*limit of 1000000 pixels"),
+        (9460, 9460, None, "9460×9460 = 89.5 Mpx"),  # just over DEFAULT_MAX_PIXELS
+    ],
+)
+def test_decompression_bomb_is_refused_without_decoding(
+    tmp_path, monkeypatch, width, height, max_pixels, error
+):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(header_only_png(width, height))
+    _forbid_decoding(monkeypatch)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        with pytest.raises(DataError, match=error) as exc:
+            read_rgb(path, max_pixels=max_pixels)
+    assert str(path) in str(exc.value)
+    assert "raise data.max_image_pixels in the config" in str(exc.value)
+    assert exc.value.__cause__ is None  # no Pillow exception chained into the traceback
+    assert pil_limit == Image.MAX_IMAGE_PIXELS  # Pillow's global limit left alone
+
+
+def test_a_raised_limit_overrides_pillows_global_limit(tmp_path, monkeypatch):
+    """Our limit decides: an image Pillow would refuse reaches the decoder when allowed."""
+    import fieldvision.data.images as images
+
+    calls = []
+
+    def imdecode(buf, flags):
+        calls.append(flags)
+        return np.zeros((4, 8, 3), np.uint8)  # stand-in for the 900 Mpx decode
+
+    monkeypatch.setattr(images.cv2, "imdecode", imdecode)
+    path = tmp_path / "huge.png"
+    path.write_bytes(header_only_png(30_000, 30_000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = read_rgb(path, max_pixels=30_000 * 30_000)
+    assert calls and img.shape == (4, 8, 3)
+
+
+@pytest.mark.parametrize(
+    ("max_pixels", "error"),
+    [
+        (None, "claims more than 178956970 pixels.*limit of 89478485"),
+        (2 * DEFAULT_MAX_PIXELS, "claims more than 178956970 pixels"),
+        (30_000 * 30_000, None),  # ours is higher than Pillow's: the decoded size decides
+    ],
+)
+def test_pillow_bomb_without_a_readable_size_still_follows_our_limit(
+    tmp_path, monkeypatch, max_pixels, error
+):
+    """If Pillow's plugins cannot give the size, Pillow's refusal is turned into ours."""
+    import fieldvision.data.images as images
+
+    monkeypatch.setattr(images, "_open_bypassing_pillow_limit", lambda data: None)
+    monkeypatch.setattr(images.cv2, "imdecode", lambda buf, flags: np.zeros((4, 8), np.uint8))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(header_only_png(30_000, 30_000))
+    if error is None:
+        assert read_rgb(path, max_pixels=max_pixels).shape == (4, 8, 3)
+        return
+    with pytest.raises(DataError, match=error) as exc:
+        read_rgb(path, max_pixels=max_pixels)
+    assert str(path) in str(exc.value) and "data.max_image_pixels" in exc.value.hint
+
+
+@pytest.mark.parametrize(
+    ("pil_global_limit", "max_pixels", "error"),
+    [
+        (None, PHOTO_PIXELS - 1, "over the limit of 8191"),  # Pillow's limit switched off
+        (100, None, None),  # Pillow's limit far below the photo: ours (the default) allows it
+        (100, PHOTO_PIXELS - 1, "128×64 .*over the limit of 8191"),
+    ],
+)
+def test_pillows_global_limit_never_decides(
+    tmp_path, monkeypatch, pil_global_limit, max_pixels, error
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pil_global_limit)
+    path = write_image(tmp_path / "photo.png", photo())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if error is None:
+            assert np.array_equal(read_rgb(path, max_pixels=max_pixels), photo())
+            return
+        with pytest.raises(DataError, match=error):
+            read_rgb(path, max_pixels=max_pixels)
+
+
+@pytest.mark.parametrize(
+    ("max_pixels", "error"),
+    [(PHOTO_PIXELS, None), (PHOTO_PIXELS - 1, "128×64 .*\\(decoded size\\).*limit of 8191")],
+)
+def test_opencv_only_formats_are_checked_after_decoding(tmp_path, max_pixels, error):
+    path = tmp_path / "photo.hdr"
+    _write_hdr(path, photo())
+    if error is None:
+        assert read_rgb(path, max_pixels=max_pixels).shape == (64, 128, 3)
+        return
+    with pytest.raises(DataError, match=error) as exc:
+        read_rgb(path, max_pixels=max_pixels)
+    assert str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "max_pixels", "error"),
+    [
+        (1, DEFAULT_MAX_PIXELS, None, None),
+        (1, DEFAULT_MAX_PIXELS + 1, None, DataError),
+        (10, 10, 100, None),
+        (10, 11, 100, DataError),
+        (10, 10, 0, ValueError),
+        (10, 10, -5, ValueError),
+        (10, 10, 2.5, TypeError),
+        (10, 10, True, TypeError),
+    ],
+)
+def test_check_image_pixels(width, height, max_pixels, error):
+    if error is None:
+        check_image_pixels("x.png", width, height, max_pixels=max_pixels)
+    else:
+        with pytest.raises(error):
+            check_image_pixels("x.png", width, height, max_pixels=max_pixels)
 
 
 # --------------------------------------------------------------------------- writing

@@ -7,12 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from fieldvision.cli.options import ConfigOpt, DeviceOpt, ProgressOpt, SetOpt, runtime_flags
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 
 app = typer.Typer(help="Pasture biomass regression (CSIRO Image2Biomass).", no_args_is_help=True)
-
-_SET_HELP = "Override a config value, e.g. --set phase2.aggregation=mean (repeatable)."
 
 
 def _parse_size(size: str) -> tuple[int, int]:
@@ -33,10 +32,11 @@ def load_biomass_config(
     epochs: int | None = None,
     backbone: str | None = None,
     device: str | None = None,
+    progress: bool | None = None,
 ):
     """Config from defaults, ``--config``, the convenience flags, then ``--set``."""
     from fieldvision.config import load_config
-    from fieldvision.pipelines.biomass_config import BiomassConfig
+    from fieldvision.pipelines.biomass.config import BiomassConfig
 
     flags: list[str] = []
     if folds is not None:
@@ -45,8 +45,7 @@ def load_biomass_config(
         flags += [f"phase1.epochs={epochs}", f"phase2.epochs={epochs}"]
     if backbone is not None:
         flags += [f"phase1.backbone={backbone}", f"phase2.backbone={backbone}"]
-    if device is not None:
-        flags.append(f"train.device={device}")
+    flags += runtime_flags("train", device, progress)
     return load_config(BiomassConfig, config, [*flags, *(overrides or [])])
 
 
@@ -81,17 +80,18 @@ def synth(
 def train(
     data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory."),
     out: Path = typer.Option(..., "--out", help="Run directory (re-run to resume)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML config file."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
     folds: int | None = typer.Option(None, "--folds", min=2, help="Number of date-grouped folds."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs for both phases."),
     backbone: str | None = typer.Option(None, "--backbone", help="Backbone name (ours or timm)."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Cross-validated training: Phase 1 (metadata) then Phase 2 (biomass)."""
     from fieldvision.pipelines.biomass import train as run_train
 
-    cfg = load_biomass_config(config, overrides, folds, epochs, backbone, device)
+    cfg = load_biomass_config(config, overrides, folds, epochs, backbone, device, progress)
     result = run_train(data, out, cfg)
     rows = [
         ("OOF weighted R² (TTA)", result.oof_r2),
@@ -107,12 +107,20 @@ def predict(
     run: Path = typer.Option(..., "--run", help="Finished run directory."),
     data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory with test.csv."),
     out: Path = typer.Option(..., "--out", help="Submission CSV to write."),
-    tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Flip TTA (default: run config)."),
+    tta: bool | None = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Phase-2 flip TTA (default: the run's; Phase-1 metadata always as in training).",
+    ),
+    overrides: SetOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Fold-ensemble prediction in the exact Kaggle submission format."""
     from fieldvision.pipelines.biomass import predict as run_predict
 
-    submission = run_predict(run, data, out, tta=tta)
+    sets = [*runtime_flags("train", device, progress), *(overrides or [])]
+    submission = run_predict(run, data, out, tta=tta, overrides=sets)
     typer.echo(f"wrote {len(submission)} rows to {out}")
 
 
@@ -135,18 +143,18 @@ def ablate(
     data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory."),
     out: Path = typer.Option(..., "--out", help="Directory for one run per variant + ablation.md."),
     variants: str | None = typer.Option(None, "--variants", help="Comma-separated variant names."),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML config applied to every variant."
-    ),
-    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
     folds: int | None = typer.Option(None, "--folds", min=2),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Named variants on identical folds, written as a table to ablation.md."""
-    from fieldvision.pipelines.biomass_ablation import VARIANTS, run_ablation
+    from fieldvision.pipelines.biomass.ablation import VARIANTS, run_ablation
 
     names = [v.strip() for v in variants.split(",")] if variants else list(VARIANTS)
-    cfg = load_biomass_config(config, overrides, folds, epochs)
+    cfg = load_biomass_config(config, overrides, folds, epochs, None, device, progress)
     rows = run_ablation(data, out, cfg, names)
     table = Table(title=f"ablation ({out / 'ablation.md'})")
     for col in ("variant", "weighted R²", "Δ vs baseline", "minutes"):
@@ -168,7 +176,7 @@ def tabular(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Metadata-only gradient-boosting baseline (same grouped folds, same metric)."""
-    from fieldvision.pipelines.biomass_tabular import tabular_baseline
+    from fieldvision.pipelines.biomass.tabular import tabular_baseline
 
     result = tabular_baseline(data / "train.csv" if data.is_dir() else data, folds=folds, seed=seed)
     rows = [("OOF weighted R²", result.weighted_r2), *result.per_target.items()]

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from fieldvision.cli.options import ProgressOpt, SetOpt
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 
@@ -16,6 +17,8 @@ PIPELINES = ("biomass", "reid")
 def demo(
     pipeline: str = typer.Argument("biomass", help="Which pipeline: biomass or reid."),
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the demo."),
+    overrides: SetOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Run a pipeline end to end on embedded synthetic data (CPU, minutes)."""
     if pipeline not in PIPELINES:
@@ -23,7 +26,8 @@ def demo(
     if pipeline == "biomass":
         from fieldvision.pipelines.biomass_demo import run_biomass_demo
 
-        scores = run_biomass_demo(out / "biomass")
+        sets = [f"train.progress={str(progress).lower()}", *(overrides or [])]
+        scores = run_biomass_demo(out / "biomass", overrides=sets)
         table = Table(title="biomass demo: weighted R² (competition metric)")
         table.add_column("model")
         table.add_column("OOF", justify="right")
@@ -43,6 +47,14 @@ def demo(
         typer.echo(f"{summary} seconds={scores['seconds']:.0f}")
         typer.echo(f"report: {out / 'biomass' / 'run' / 'report.md'}")
     else:
-        from fieldvision.cli.demo_reid import run_reid_demo
+        from fieldvision.cli.reid import print_evaluation
+        from fieldvision.pipelines.reid.demo import run_reid_demo
 
-        run_reid_demo(out / "reid")
+        summary = run_reid_demo(out / "reid", progress=progress, overrides=overrides or [])
+        print_evaluation(summary["results"])
+        sec = summary["seconds"]
+        typer.echo(
+            f"seconds: synth={sec['synth']:.0f} train={sec['train']:.0f} "
+            f"evaluate={sec['evaluate']:.0f} total={sec['total']:.0f}"
+        )
+        typer.echo(f"report: {summary['report']}")

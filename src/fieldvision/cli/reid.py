@@ -8,11 +8,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from fieldvision.cli.options import ConfigOpt, DeviceOpt, ProgressOpt, SetOpt, runtime_flags
 from fieldvision.console import console
 
 app = typer.Typer(help="Animal / person re-identification.", no_args_is_help=True)
-
-_SET_HELP = "Override a config value, e.g. --set train.epochs=20 (repeatable)."
 
 
 def metrics_table(title: str, variants: dict[str, dict[str, Any]]) -> Table:
@@ -42,7 +41,8 @@ def metrics_table(title: str, variants: dict[str, dict[str, Any]]) -> Table:
 def print_evaluation(results: dict[str, Any]) -> None:
     """Print evaluation tables (stderr, rich) and one key=value summary line (stdout)."""
     for set_name, block in results["sets"].items():
-        console.print(metrics_table(f"{set_name} ({results['protocol']} set)", block["variants"]))
+        protocol = "all" if set_name == "test" else results["protocol"]
+        console.print(metrics_table(f"{set_name} ({protocol} protocol)", block["variants"]))
         if block.get("pair_auc_submission") is not None:
             console.print(
                 f"{set_name}: pair ROC-AUC of submission scores ({block['pair_score']}) = "
@@ -93,17 +93,18 @@ def train(
         ..., "--data", help="Dataset: Kaggle folder, identity folders or CSV."
     ),
     out: Path = typer.Option(..., "--out", help="Run directory (re-run to resume)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML config file."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Train an embedding model (validation: held-out images or identities)."""
     from fieldvision.config import load_config
-    from fieldvision.pipelines.reid import fit
-    from fieldvision.pipelines.reid_config import ReIDPipelineConfig
+    from fieldvision.pipelines.reid import ReIDPipelineConfig, fit
 
-    cfg = load_config(ReIDPipelineConfig, config, overrides or [])
-    s = fit(data, out, cfg, progress=progress)
+    sets = [*runtime_flags("train", device, progress), *(overrides or [])]
+    cfg = load_config(ReIDPipelineConfig, config, sets)
+    s = fit(data, out, cfg)
     typer.echo(
         f"best_val_map={s['best_val_map']:.4f} epochs={s['epochs_run']} "
         f"identities={s['n_train_identities']} run={out}"
@@ -121,11 +122,15 @@ def embed(
     image_root: Path | None = typer.Option(
         None, "--image-root", help="Folder the CSV's image names are relative to."
     ),
+    overrides: SetOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Embed images with a trained run (L2-normalised, flip TTA)."""
     from fieldvision.pipelines.reid import embed as run_embed
 
-    e = run_embed(run, images, out, tta, image_root=image_root)
+    sets = [*runtime_flags("train", device, None), *(overrides or [])]
+    e = run_embed(run, images, out, tta, progress, image_root=image_root, overrides=sets)
     typer.echo(f"wrote {len(e)} embeddings of dimension {e.embeddings.shape[1]} to {out}")
 
 
@@ -153,28 +158,42 @@ def pairs(
     run: Path = typer.Option(..., "--run", help="Finished run directory."),
     data: Path = typer.Option(..., "--data", help="Kaggle-layout folder with test.csv and test/."),
     out: Path = typer.Option(..., "--out", help="Submission CSV to write."),
+    overrides: SetOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Write the pair-similarity submission (row_id, similarity in [0, 1])."""
     from fieldvision.pipelines.reid import pairs as run_pairs
 
-    sub = run_pairs(run, data, out)
+    sets = [*runtime_flags("train", device, None), *(overrides or [])]
+    sub = run_pairs(run, data, out, progress, overrides=sets)
     typer.echo(f"wrote {len(sub)} pair similarities to {out}")
 
 
 @app.command()
 def evaluate(
     run: Path = typer.Option(..., "--run", help="Finished run directory."),
-    data: Path = typer.Option(..., "--data", help="The dataset the run was trained on."),
-    protocol: str | None = typer.Option(
-        None, "--protocol", help="closed or open (default: the run's validation protocol)."
+    data: Path = typer.Option(
+        ..., "--data", help="Any labelled dataset: the run's own, or new animals / photos."
     ),
+    protocol: str | None = typer.Option(
+        None,
+        "--protocol",
+        help="closed (unseen photos of trained identities), open (new identities) or all "
+        "(leave-one-out); default: the run's protocol on its own data, all otherwise.",
+    ),
+    overrides: SetOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Retrieval metrics (raw, +QE, +re-rank), background diagnostic and report.md."""
     from fieldvision.errors import ConfigError
-    from fieldvision.pipelines.reid_eval import evaluate as run_evaluate
+    from fieldvision.pipelines.reid import evaluate as run_evaluate
+    from fieldvision.pipelines.reid.protocols import PROTOCOLS
 
-    if protocol is not None and protocol not in ("closed", "open"):
-        raise ConfigError(f"--protocol {protocol!r}: choose closed or open")
-    results = run_evaluate(run, data, protocol)
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    sets = [*runtime_flags("train", device, None), *(overrides or [])]
+    results = run_evaluate(run, data, protocol, progress, overrides=sets)
     print_evaluation(results)
     typer.echo(f"report: {run / 'report.md'}")

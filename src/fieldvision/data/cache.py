@@ -13,6 +13,11 @@ Layout::
 edited or replaced photo is re-cleaned, and a different cleaning config never reads stale
 entries. Files are written atomically (temp file + rename), so DataLoader workers or
 concurrent processes may fill the same cache: the worst case is duplicate work.
+
+Source photos are decoded with a pixel limit (``max_pixels``, see `read_rgb`) against
+decompression bombs. The limit is not part of ``key``: it changes no pixel, it only decides
+whether a photo is decoded at all, so an entry cached under a larger limit is still served
+(the cleaned entry is small; the protection is against the cost of decoding).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from fieldvision.console import progress_iter
-from fieldvision.data.images import check_aspect, read_rgb
+from fieldvision.data.images import DEFAULT_MAX_PIXELS, check_aspect, read_rgb
 from fieldvision.errors import DataError
 from fieldvision.io import atomic_path, write_json
 from fieldvision.ops.cleaning import CleanConfig, CleaningReport, clean_image
@@ -47,6 +52,9 @@ class ImageCache:
             (0 = off). Each DataLoader worker has its own copy.
         expected_aspect: Warn (`AspectRatioWarning`) when a decoded photo's ``W / H`` is more
             than 5 % off this ratio (CSIRO photos are 2:1); None disables the check.
+        max_pixels: Refuse (`DataError`) source photos with more than this many pixels,
+            checked from the file header before decoding; None means `DEFAULT_MAX_PIXELS`.
+            Not part of the cache key (it does not change pixels).
     """
 
     def __init__(
@@ -57,12 +65,14 @@ class ImageCache:
         enabled: bool = True,
         memory_items: int = 0,
         expected_aspect: float | None = 2.0,
+        max_pixels: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.clean_cfg = clean_cfg
         self.enabled = enabled
         self.memory_items = int(memory_items)
         self.expected_aspect = expected_aspect
+        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         self.fingerprint = clean_cfg.fingerprint()
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         #: Number of decode+clean operations performed by this object (cache misses).
@@ -83,7 +93,7 @@ class ImageCache:
         return hashlib.sha256(blob).hexdigest()[:24], resolved
 
     def _compute(self, path: Path) -> tuple[np.ndarray, CleaningReport]:
-        img, info = read_rgb(path, return_info=True)
+        img, info = read_rgb(path, return_info=True, max_pixels=self.max_pixels)
         self.misses += 1
         if self.expected_aspect is not None:
             check_aspect(img, expected=self.expected_aspect, name=str(path))
@@ -122,7 +132,7 @@ class ImageCache:
             read-only (it may be shared with the in-memory LRU).
 
         Raises:
-            DataError: The file is missing, corrupt or truncated.
+            DataError: The file is missing, corrupt, truncated or over `max_pixels`.
         """
         path = Path(path)
         if not self.enabled:

@@ -14,6 +14,17 @@ image cache. A missing, empty, corrupt or truncated file raises `DataError` nami
 Truncated JPEGs matter: many decoders silently fill the missing half with grey, so JPEGs
 are additionally decoded by Pillow with truncated images disallowed. EXIF orientation is
 not applied (the pixels are used as stored, like the Kaggle photos).
+
+Decompression bombs: a few kilobytes of PNG can claim 30000 x 30000 pixels and need gigabytes
+once decoded. Every read is bounded by ``max_pixels`` (default `DEFAULT_MAX_PIXELS`, the
+same number as Pillow's default warning threshold). The width x height comes from the file
+header (Pillow's ``Image.open`` reads only the header), so an image over the limit is
+refused with a `DataError` *before* it is decoded. Pillow's own global limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) is neither changed nor allowed to decide: its warning is
+silenced locally and its error is caught, so ``max_pixels`` alone decides. For formats only
+OpenCV can read (Pillow cannot identify the header) the check falls back to the decoded
+array's size, after ``cv2.imdecode`` (which has its own hard cap,
+``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 by default).
 """
 
 from __future__ import annotations
@@ -32,13 +43,22 @@ from fieldvision.errors import DataError
 from fieldvision.io import write_bytes
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "AspectRatioWarning",
     "ImageInfo",
     "check_aspect",
+    "check_image_pixels",
     "read_rgb",
     "read_rgba",
     "write_image",
 ]
+
+
+#: Default bound on width x height of a decoded image (Pillow's default warning threshold,
+#: ~89.5 Mpx, i.e. 256 MiB of 24-bit pixels). Configurable as ``data.max_image_pixels``.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+_MAX_PIXELS_HINT = "raise data.max_image_pixels in the config if the image is genuine"
 
 
 class AspectRatioWarning(UserWarning):
@@ -73,13 +93,112 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _pil_mode_and_check(path: Path, data: bytes) -> str | None:
-    """Pillow's mode for the file header; fully decodes JPEGs to catch truncation."""
+def _resolve_max_pixels(max_pixels: int | None) -> int:
+    if max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int | np.integer):
+        raise TypeError(f"max_pixels must be an int or None, got {max_pixels!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    return int(max_pixels)
+
+
+def _mpx(pixels: int) -> str:
+    mega = pixels / 1e6
+    return f"{mega:.1f} Mpx" if mega >= 0.1 else f"{mega:.2g} Mpx"
+
+
+def check_image_pixels(
+    path: str | os.PathLike[str],
+    width: int,
+    height: int,
+    *,
+    max_pixels: int | None = None,
+    source: str = "header",
+) -> None:
+    """Refuse an image whose ``width * height`` exceeds `max_pixels`.
+
+    Args:
+        path: The image file, named in the error.
+        width: Width in pixels (e.g. from the file header).
+        height: Height in pixels.
+        max_pixels: Largest allowed ``width * height``; None means `DEFAULT_MAX_PIXELS`.
+            An image of exactly `max_pixels` pixels passes.
+        source: Where the size came from (``"header"`` or ``"decoded"``), for the message.
+
+    Raises:
+        DataError: The image has more than `max_pixels` pixels.
+        ValueError: `max_pixels` is not a positive integer.
+    """
+    limit = _resolve_max_pixels(max_pixels)
+    pixels = int(width) * int(height)
+    if pixels > limit:
+        raise DataError(
+            f"{path}: image is {width}×{height} = {_mpx(pixels)} ({source} size), over the "
+            f"limit of {limit} pixels ({_mpx(limit)}); refusing to decode it (a huge image "
+            "or a decompression bomb)",
+            hint=_MAX_PIXELS_HINT,
+        )
+
+
+def _open_bypassing_pillow_limit(data: bytes) -> ImageFile.ImageFile | None:
+    """Open the header with Pillow's format plugins, skipping Pillow's global pixel check.
+
+    Used only after ``Image.open`` raised ``DecompressionBombError``, so that our
+    ``max_pixels`` (and not Pillow's global setting) decides, and the error can name the
+    size. Returns None when no plugin opens the header (or a plugin refuses it itself).
+    """
     try:
-        im = Image.open(io.BytesIO(data))  # reads the header only
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None  # a format (or variant) only OpenCV knows; cv2 decides below
+        Image.init()
+        registry = [(fmt, *Image.OPEN[fmt]) for fmt in Image.ID]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # Pillow's plugin registry changed shape: caller falls back
+    prefix = data[:16]
+    for _fmt, factory, accept in registry:
+        try:
+            ok = True if accept is None else accept(prefix)
+            if ok and not isinstance(ok, str):  # a str is Pillow's "recognised, but no"
+                return factory(io.BytesIO(data), "")
+        except Exception:  # any failure (a plugin's own bomb check too): not this plugin
+            continue
+    return None
+
+
+def _open_header(path: Path, data: bytes, limit: int) -> ImageFile.ImageFile | None:
+    """Pillow's lazily-decoding image for `data` (header read only), or None if unknown."""
+    with warnings.catch_warnings():
+        # Pillow warns from ~89 Mpx on; our own limit decides instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data))  # reads the header only
+        except Image.DecompressionBombError as exc:
+            im = _open_bypassing_pillow_limit(data)
+            if im is not None:
+                return im
+            # Pillow identified the header as over twice its global limit but no plugin
+            # gives us the size: refuse unless our limit is higher than Pillow's.
+            pil_limit = Image.MAX_IMAGE_PIXELS
+            if pil_limit is not None and limit <= 2 * pil_limit:
+                raise DataError(
+                    f"{path}: image header claims more than {2 * pil_limit} pixels ({exc}), "
+                    f"over the limit of {limit} pixels ({_mpx(limit)}); refusing to decode it",
+                    hint=_MAX_PIXELS_HINT,
+                ) from None
+            return None  # cv2 decodes it; the decoded size is checked below
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return None  # a format (or variant) only OpenCV knows; cv2 decides below
+
+
+def _pil_mode_and_check(path: Path, data: bytes, limit: int) -> str | None:
+    """Pillow's mode for the header, after the pixel-limit check; JPEGs are decoded too.
+
+    JPEGs are decoded (at 1/8 scale) to catch truncation; other formats are not decoded.
+    """
+    im = _open_header(path, data, limit)
+    if im is None:
+        return None
     with im:
+        check_image_pixels(path, im.width, im.height, max_pixels=limit)
         if im.format not in ("JPEG", "MPO"):
             return im.mode
         if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -98,14 +217,19 @@ def _pil_mode_and_check(path: Path, data: bytes) -> str | None:
         return im.mode
 
 
-def _decode(path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None, Path]:
+def _decode(
+    path: str | os.PathLike[str], max_pixels: int | None
+) -> tuple[np.ndarray, str | None, Path]:
     """Decode to OpenCV's native layout (BGR/BGRA/gray, any depth) plus Pillow's mode."""
+    limit = _resolve_max_pixels(max_pixels)
     path = Path(path)
     data = _read_bytes(path)
-    pil_mode = _pil_mode_and_check(path, data)
+    pil_mode = _pil_mode_and_check(path, data, limit)
     arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported)")
+    # Fallback for headers Pillow cannot read (OpenCV-only formats): the decoded size.
+    check_image_pixels(path, arr.shape[1], arr.shape[0], max_pixels=limit, source="decoded")
     return arr, pil_mode, path
 
 
@@ -162,42 +286,54 @@ def _convert(arr: np.ndarray, pil_mode: str | None, path: Path):
 
 
 def read_rgb(
-    path: str | os.PathLike[str], *, return_info: bool = False
+    path: str | os.PathLike[str],
+    *,
+    return_info: bool = False,
+    max_pixels: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, ImageInfo]:
     """Read an image file as RGB.
 
     Args:
         path: Image file (JPEG, PNG, TIFF, BMP, WebP, ...).
         return_info: Also return an `ImageInfo` saying what was converted.
+        max_pixels: Refuse images with more than this many pixels (width x height, read
+            from the header before decoding); None means `DEFAULT_MAX_PIXELS`.
 
     Returns:
         np.ndarray[H, W, 3] uint8 RGB, or ``(image, info)`` with `return_info`.
 
     Raises:
-        DataError: The file is missing, empty, corrupt, truncated or of an unsupported kind.
+        DataError: The file is missing, empty, corrupt, truncated, of an unsupported kind,
+            or larger than `max_pixels`.
+        ValueError: `max_pixels` is not a positive integer.
     """
-    arr, pil_mode, p = _decode(path)
+    arr, pil_mode, p = _decode(path, max_pixels)
     rgb, _alpha, info = _convert(arr, pil_mode, p)
     rgb = np.ascontiguousarray(rgb)
     return (rgb, info) if return_info else rgb
 
 
 def read_rgba(
-    path: str | os.PathLike[str], *, return_info: bool = False
+    path: str | os.PathLike[str],
+    *,
+    return_info: bool = False,
+    max_pixels: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, ImageInfo]:
     """Read an image file as RGBA (alpha 255 where the file has none).
 
     Args:
         path: Image file.
         return_info: Also return an `ImageInfo`.
+        max_pixels: As `read_rgb` (None means `DEFAULT_MAX_PIXELS`).
 
     Returns:
         np.ndarray[H, W, 4] uint8 RGBA, or ``(image, info)`` with `return_info`.
 
     Raises:
         DataError: As `read_rgb`.
+        ValueError: As `read_rgb`.
     """
-    arr, pil_mode, p = _decode(path)
+    arr, pil_mode, p = _decode(path, max_pixels)
     rgb, alpha, info = _convert(arr, pil_mode, p)
     if alpha is None:
         alpha = np.full(rgb.shape[:2], 255, dtype=np.uint8)

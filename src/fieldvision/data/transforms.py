@@ -1,6 +1,6 @@
 """Image transforms as plain tensor ops with an explicit ``torch.Generator``.
 
-Conventions: ``img: Tensor[3, H, W]`` float in [0, 1] (before `normalize`), ``mask:
+Conventions: ``img: Tensor[3, H, W]`` float in [0, 1] (models normalise inside), ``mask:
 Tensor[1, H, W]`` float in [0, 1] (1 = animal) or None. Random ops take ``generator`` and
 never touch the global RNG, so a sample's augmentation is reproducible from its seed
 whichever worker process draws it.
@@ -15,7 +15,6 @@ diagnostic.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +23,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "EvalTransform",
     "TrainTransform",
     "background_only",
@@ -33,16 +30,12 @@ __all__ = [
     "foreground_only",
     "hflip",
     "mixup",
-    "normalize",
     "random_background",
     "random_erasing",
     "random_resized_crop",
     "resize",
     "to_tensor",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _uniform(generator: torch.Generator | None, low: float = 0.0, high: float = 1.0) -> float:
@@ -236,15 +229,6 @@ def background_only(img: Tensor, mask: Tensor | None, fill: float = 0.5) -> Tens
     return img * (1 - mask) + fill * mask
 
 
-def normalize(
-    img: Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> Tensor:
-    """Per-channel ``(img - mean) / std`` for ``img: Tensor[3, H, W]`` or ``[B, 3, H, W]``."""
-    m = img.new_tensor(mean).view(-1, 1, 1)
-    s = img.new_tensor(std).view(-1, 1, 1)
-    return (img - m) / s
-
-
 def mixup(
     x: Tensor, alpha: float, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor, float]:
@@ -274,7 +258,7 @@ class TrainTransform:
     """Re-ID training augmentation.
 
     Order: random background (needs the full-frame mask) → random resized crop → flip →
-    colour jitter → normalise → random erasing (on normalised values, as usual).
+    colour jitter → random erasing. Output stays in [0, 1]: models normalise inside.
 
     Args:
         size: Output ``(H, W)``.
@@ -284,8 +268,6 @@ class TrainTransform:
         saturation: Saturation jitter strength.
         erase_p: Random erasing probability.
         background_p: Probability of replacing the background (only when a mask exists).
-        mean: Normalisation mean.
-        std: Normalisation std.
     """
 
     size: tuple[int, int] = (128, 128)
@@ -295,8 +277,6 @@ class TrainTransform:
     saturation: float = 0.2
     erase_p: float = 0.25
     background_p: float = 0.5
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
     def __call__(
         self, img: Tensor, mask: Tensor | None, generator: torch.Generator | None = None
@@ -309,7 +289,7 @@ class TrainTransform:
             generator: Randomness source.
 
         Returns:
-            ``(img: Tensor[3, *size] normalised, mask: Tensor[1, *size] or None)``.
+            ``(img: Tensor[3, *size] in [0, 1], mask: Tensor[1, *size] or None)``.
         """
         if mask is not None and self.background_p > 0 and _uniform(generator) < self.background_p:
             img = random_background(img, mask, generator)
@@ -317,26 +297,21 @@ class TrainTransform:
         if _uniform(generator) < self.flip_p:
             img, mask = hflip(img, mask)
         img = color_jitter(img, generator, self.brightness, self.brightness, self.saturation)
-        img = normalize(img, self.mean, self.std)
         img = random_erasing(img, generator, self.erase_p)
         return img, mask
 
 
 @dataclass
 class EvalTransform:
-    """Deterministic evaluation transform: resize, an optional diagnostic view, normalise.
+    """Deterministic evaluation transform: resize and an optional diagnostic view.
 
     Args:
         size: Output ``(H, W)``.
         view: ``"full"``, ``"foreground"`` (background grey) or ``"background"`` (animal grey).
-        mean: Normalisation mean.
-        std: Normalisation std.
     """
 
     size: tuple[int, int] = (128, 128)
     view: str = "full"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
         if self.view not in ("full", "foreground", "background"):
@@ -345,7 +320,7 @@ class EvalTransform:
     def __call__(
         self, img: Tensor, mask: Tensor | None, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Returns ``(img: Tensor[3, *size] normalised, mask: Tensor[1, *size] or None)``."""
+        """Returns ``(img: Tensor[3, *size] in [0, 1], mask: Tensor[1, *size] or None)``."""
         img = resize(img, self.size)
         if mask is not None:
             mask = resize(mask, self.size)
@@ -353,4 +328,4 @@ class EvalTransform:
             img = foreground_only(img, mask)
         elif self.view == "background":
             img = background_only(img, mask)
-        return normalize(img, self.mean, self.std), mask
+        return img, mask

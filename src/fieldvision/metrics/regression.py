@@ -17,13 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fieldvision.data.biomass import TARGET_WEIGHTS, TARGETS
 from fieldvision.errors import DataError
+from fieldvision.schemas.biomass import TARGET_WEIGHTS, TARGETS, WEIGHTS
 
 __all__ = ["per_target_r2", "weighted_r2", "weighted_r2_long"]
-
-# Competition weights in `TARGETS` order: (0.1, 0.1, 0.1, 0.2, 0.5).
-_DEFAULT_WEIGHTS: tuple[float, ...] = tuple(float(TARGET_WEIGHTS[t]) for t in TARGETS)
 
 
 def _as_2d(name: str, values: object) -> np.ndarray:
@@ -50,7 +47,7 @@ def _weighted_r2_rows(y: np.ndarray, y_hat: np.ndarray, w: np.ndarray) -> float:
 def weighted_r2(
     y_true: np.ndarray,
     y_pred: np.ndarray,
-    weights: Sequence[float] = _DEFAULT_WEIGHTS,
+    weights: Sequence[float] = WEIGHTS,
 ) -> float:
     """Competition weighted R² over all (image, target) cells together.
 

@@ -9,12 +9,16 @@ Every backbone returned by `create_backbone` has the same interface:
 Names in `BACKBONES` are ours (tiny, fast, trained from scratch); any other name is handed
 to ``timm.create_model``. Pretrained weights are never downloaded: ``pretrained`` is
 ``False`` or a local ``.safetensors`` / ``.pth`` file, loaded with ``weights_only=True``.
+By default the file must fit the backbone exactly (`load_weights` with ``strict=True``): a
+silently half-loaded backbone trains, but not from the weights the user meant.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +27,14 @@ from torch import Tensor, nn
 from fieldvision.errors import ConfigError
 from fieldvision.registry import Registry
 
-__all__ = ["BACKBONES", "Backbone", "create_backbone", "load_weights"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "PartialWeightsWarning",
+    "WeightsReport",
+    "create_backbone",
+    "load_weights",
+]
 
 BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 
@@ -149,6 +160,7 @@ def create_backbone(
     pretrained: bool | str | os.PathLike[str] = False,
     in_chans: int = 3,
     drop_path_rate: float = 0.0,
+    pretrained_strict: bool = True,
 ) -> Backbone:
     """Create a backbone by name.
 
@@ -158,9 +170,13 @@ def create_backbone(
             ``.bin``). ``True`` is refused: weights are never downloaded.
         in_chans: Input channels.
         drop_path_rate: Stochastic depth for timm models that support it.
+        pretrained_strict: Require the weights file to fit the backbone exactly (no missing,
+            unexpected or shape-mismatched tensors). False loads the matching tensors and
+            warns (`PartialWeightsWarning`) about the rest; see `load_weights`.
 
     Raises:
-        ConfigError: Unknown name, ``pretrained=True``, or an unusable weights file.
+        ConfigError: Unknown name, ``pretrained=True``, or an unusable weights file (one
+            that does not fit the backbone, with `pretrained_strict`).
     """
     if pretrained is True:
         raise ConfigError(
@@ -179,23 +195,47 @@ def create_backbone(
             )
         model = TimmBackbone(name, in_chans=in_chans, drop_path_rate=drop_path_rate)
     if pretrained:
-        load_weights(model, pretrained)
+        load_weights(model, pretrained, strict=pretrained_strict)
     return model
 
 
-def load_weights(model: Backbone, path: str | os.PathLike[str]) -> tuple[int, int]:
-    """Load a local state dict into `model`, safely (no pickle execution).
+class PartialWeightsWarning(UserWarning):
+    """Non-strict `load_weights` skipped tensors of the model or of the file."""
 
-    Keys are matched after stripping common prefixes (``module.``, ``model.``); keys whose
-    shape differs (e.g. a classifier of another size) are skipped.
 
-    Returns:
-        ``(n_loaded, n_model_keys)``.
+@dataclass(frozen=True)
+class WeightsReport:
+    """How a weights file mapped onto a model's state dict (`load_weights`).
 
-    Raises:
-        ConfigError: File missing/unreadable, or no key matched the model.
+    Keys are model state-dict names (parameters *and* buffers such as BatchNorm running
+    statistics and ``num_batches_tracked``), except `unexpected`, which holds the file's own
+    names.
+
+    Attributes:
+        loaded: Number of model tensors filled from the file.
+        missing: Model keys the file has no tensor for (keys present with another shape are
+            in `mismatched` instead).
+        unexpected: File keys (in the file's order) that match no model key (e.g. a
+            classifier ``head.fc.weight``), or that duplicate a key already filled.
+        mismatched: Model keys the file has under the same name with a different shape.
     """
-    path = Path(path)
+
+    loaded: int
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    mismatched: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """True when every model key was filled and every file tensor was used."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+_WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")
+_SHOW_KEYS = 5  # keys of each kind named in messages
+
+
+def _read_state(path: Path) -> dict[str, object]:
     if not path.is_file():
         raise ConfigError(f"pretrained weights file not found: {path}")
     try:
@@ -209,24 +249,141 @@ def load_weights(model: Backbone, path: str | os.PathLike[str]) -> tuple[int, in
         raise ConfigError(
             f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})"
         ) from None
-    for key in ("state_dict", "model", "state_dict_ema"):
+    for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
             break
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: expected a state dict, got {type(state).__name__}")
-    target = model.state_dict()
+    return state
+
+
+def _shape(value: object) -> tuple[int, ...] | None:
+    return tuple(value.shape) if isinstance(value, Tensor) else None
+
+
+_Shapes = tuple[tuple[int, ...], tuple[int, ...]]  # (file shape, model shape)
+
+
+def _match(
+    state: dict[str, object], target: dict[str, object]
+) -> tuple[dict[str, Tensor], list[str], dict[str, _Shapes]]:
+    """Map file keys onto model keys.
+
+    A file key matches after stripping ``module.`` (DataParallel / DDP) and adding or
+    removing one ``model.`` (timm wrapper vs bare model); a candidate of the right shape wins
+    over one of the wrong shape, and the first file key to fill a model key wins.
+
+    Returns:
+        ``(loaded, unexpected, mismatched)``: tensors by model key, file keys used for
+        nothing, and ``{model key: (file shape, model shape)}`` for same-name tensors of
+        another shape.
+    """
     loaded: dict[str, Tensor] = {}
-    for raw_key, tensor in state.items():
-        key = raw_key
-        for prefix in ("module.",):
-            key = key.removeprefix(prefix)
-        candidates = [key, f"model.{key}", key.removeprefix("model.")]
-        for cand in candidates:
-            if cand in target and isinstance(tensor, Tensor) and target[cand].shape == tensor.shape:
-                loaded[cand] = tensor
-                break
+    unexpected: list[str] = []
+    mismatched: dict[str, tuple[str, _Shapes]] = {}  # model key -> (file key, shapes)
+    for raw_key, value in state.items():
+        file_key = str(raw_key)
+        key = file_key.removeprefix("module.")
+        candidates = [c for c in (key, f"model.{key}", key.removeprefix("model.")) if c in target]
+        if not isinstance(value, Tensor) or not candidates:
+            unexpected.append(file_key)  # no such model key, or not a tensor
+            continue
+        fitting = [c for c in candidates if _shape(target[c]) == tuple(value.shape)]
+        model_key = fitting[0] if fitting else candidates[0]
+        if model_key in loaded:
+            unexpected.append(file_key)  # a second tensor for an already filled key
+        elif fitting:
+            loaded[model_key] = value
+            if model_key in mismatched:  # an earlier wrong-shape tensor is now unused
+                unexpected.append(mismatched.pop(model_key)[0])
+        elif model_key in mismatched:
+            unexpected.append(file_key)
+        else:
+            model_shape = _shape(target[model_key]) or ()
+            mismatched[model_key] = (file_key, (tuple(value.shape), model_shape))
+    return loaded, unexpected, {k: shapes for k, (_f, shapes) in mismatched.items()}
+
+
+def _first(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_SHOW_KEYS])
+    return shown + (f", ... (+{len(keys) - _SHOW_KEYS} more)" if len(keys) > _SHOW_KEYS else "")
+
+
+def _problems(report: WeightsReport, shapes: dict[str, _Shapes]) -> list[str]:
+    """One phrase per kind of skipped key, naming the first few (with shapes)."""
+    parts = []
+    if report.missing:
+        parts.append(f"{len(report.missing)} missing from the file ({_first(report.missing)})")
+    if report.unexpected:
+        parts.append(
+            f"{len(report.unexpected)} unexpected in the file ({_first(report.unexpected)})"
+        )
+    if report.mismatched:
+        described = [
+            f"{k}: file {list(shapes[k][0])} vs model {list(shapes[k][1])}"
+            for k in report.mismatched
+        ]
+        parts.append(f"{len(report.mismatched)} with another shape ({_first(described)})")
+    return parts
+
+
+def load_weights(
+    model: Backbone, path: str | os.PathLike[str], strict: bool = True
+) -> WeightsReport:
+    """Load a local state dict into `model`, safely (no pickle execution).
+
+    The file may hold the state dict itself or wrap it under ``state_dict``, ``model`` or
+    ``state_dict_ema``. Keys are matched after stripping ``module.`` and adding or removing
+    a ``model.`` prefix. Every model state-dict key counts, buffers included (BatchNorm
+    ``running_mean`` / ``running_var`` / ``num_batches_tracked``).
+
+    Args:
+        model: The backbone to fill (modified in place).
+        path: ``.safetensors`` file, or a ``torch.save`` file (``.pth``, ``.pt``, ``.bin``)
+            read with ``weights_only=True``.
+        strict: Require an exact fit: any missing, unexpected or shape-mismatched key is an
+            error and nothing is loaded. False loads the matching tensors and emits a
+            `PartialWeightsWarning` naming what was skipped (e.g. to drop a classifier
+            head or to reuse a backbone with another input stem).
+
+    Returns:
+        A `WeightsReport` of what was loaded and skipped.
+
+    Raises:
+        ConfigError: File missing or unreadable; no tensor of the file matches the model
+            (whatever `strict`); or, with `strict`, the file does not fit exactly.
+    """
+    path = Path(path)
+    state = _read_state(path)
+    target = model.state_dict()
+    loaded, unexpected, shapes = _match(state, target)
+    report = WeightsReport(
+        loaded=len(loaded),
+        missing=tuple(k for k in target if k not in loaded and k not in shapes),
+        unexpected=tuple(unexpected),
+        mismatched=tuple(k for k in target if k in shapes),
+    )
+    problems = "; ".join(_problems(report, shapes))
     if not loaded:
-        raise ConfigError(f"{path}: no tensor in the file matches the backbone's parameters")
+        raise ConfigError(
+            f"{path}: no tensor in the file matches the backbone's parameters "
+            f"({len(state)} file keys, {len(target)} model keys): {problems}",
+            hint="is this a checkpoint of another architecture?",
+        )
+    if report.complete:
+        model.load_state_dict(loaded, strict=True)
+        return report
+    message = (
+        f"{path}: weights do not fit the backbone, {report.loaded} of {len(target)} model "
+        f"tensors matched: {problems}"
+    )
+    if strict:
+        raise ConfigError(
+            message,
+            hint="set pretrained_strict=false to load only the matching tensors "
+            "(e.g. to drop a classifier head)",
+        )
     model.load_state_dict(loaded, strict=False)
-    return len(loaded), len(target)
+    warnings.warn(PartialWeightsWarning(message + " (loaded the matching ones)"), stacklevel=2)
+    return report

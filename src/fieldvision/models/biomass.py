@@ -17,21 +17,25 @@ so every caller (training, TTA, export) feeds the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from fieldvision.config import StrictModel
 from fieldvision.errors import ConfigError
 from fieldvision.models.backbone import create_backbone
 from fieldvision.models.film import FiLM
-from fieldvision.models.heads import BIOMASS_TARGETS, BiomassHead, MLPHead, compose_targets
+from fieldvision.models.heads import BiomassHead, MLPHead
+from fieldvision.models.normalize import Normalize
 from fieldvision.models.pooling import AttentionPool, MeanPool
+from fieldvision.models.registry import register_model
 from fieldvision.ops.tiling import global_view, grid_tiles, halves
+from fieldvision.schemas.biomass import TARGETS, WEIGHTS, derive_targets
 
 __all__ = [
-    "BIOMASS_WEIGHTS",
     "PHASE1_TASKS",
     "Phase1Config",
     "Phase1Model",
@@ -41,29 +45,14 @@ __all__ = [
     "weighted_biomass_loss",
 ]
 
-# Competition metric weights in `BIOMASS_TARGETS` order (green, dead, clover, GDM, total).
-BIOMASS_WEIGHTS: tuple[float, ...] = (0.1, 0.1, 0.1, 0.2, 0.5)
 # Phase-1 task names, as used in outputs and `task_weights`.
 PHASE1_TASKS: tuple[str, ...] = ("month", "ndvi", "height", "species", "state")
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-class _Normalize(nn.Module):
-    """``(x - mean) / std`` per channel with non-persistent buffers (not in checkpoints)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
-
-    def forward(self, x: Tensor) -> Tensor:  # (B, 3, H, W) in [0, 1]
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-
-
-def _make_backbone(name: str, pretrained: bool | str, channels_last: bool) -> nn.Module:
-    backbone = create_backbone(name, pretrained=pretrained)
+def _make_backbone(
+    name: str, pretrained: bool | str, channels_last: bool, strict: bool = True
+) -> nn.Module:
+    backbone = create_backbone(name, pretrained=pretrained, pretrained_strict=strict)
     if channels_last:
         backbone.to(memory_format=torch.channels_last)
     return backbone
@@ -91,49 +80,61 @@ def _pair(value: Sequence[int], field: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- Phase 1
 
 
-@dataclass
-class Phase1Config:
+class BackboneChoice(StrictModel):
+    """Which backbone a model uses and where its initial weights come from."""
+
+    backbone: str = "fv_tiny_cnn"  # ours (fv_tiny_cnn, fv_small_resnet) or any timm name
+    pretrained: bool | str = False  # false or a local weights file; never downloads
+    # A weights file must fill every tensor of the backbone and hold nothing else; set
+    # false to load only the matching tensors (e.g. a checkpoint with a classifier head).
+    pretrained_strict: bool = True
+
+
+class Phase1Config(BackboneChoice):
     """Phase-1 (metadata) model. Defaults are the CPU demo recipe."""
 
-    backbone: str = "fv_tiny_cnn"  # registry or timm name
-    pretrained: bool | str = False  # False or a local weights file (never downloaded)
     input_size: tuple[int, int] = (128, 256)  # (H, W) the cleaned image is resized to
-    hidden: int = 128  # hidden width of each task head (0 = linear heads)
-    dropout: float = 0.1  # dropout inside the task heads
-    n_species: int = 0  # number of species classes (needed when use_species)
-    n_states: int = 0  # number of state classes (needed when use_state)
+    hidden: int = Field(128, ge=0)  # hidden width of each task head (0 = linear heads)
+    dropout: float = Field(0.1, ge=0, lt=1)  # dropout inside the task heads
     use_species: bool = True  # species head: a switch, the seed warns of negative transfer
     use_state: bool = True  # state head: same switch
     channels_last: bool = True  # NHWC backbone input: ~1.5x faster CPU training (oneDNN)
 
 
+@register_model("biomass_phase1", Phase1Config)
 class Phase1Model(nn.Module):
     """Predict month, NDVI, height (and optionally species, state) from the image.
 
     Args:
-        cfg: `Phase1Config`.
+        cfg: `Phase1Config` (or a section that extends it).
+        n_species: Number of species classes (data-derived; needed when ``use_species``).
+        n_states: Number of state classes (data-derived; needed when ``use_state``).
 
     Raises:
         ConfigError: A classification head is enabled with fewer than 2 classes.
     """
 
-    def __init__(self, cfg: Phase1Config) -> None:
+    def __init__(self, cfg: Phase1Config, n_species: int = 0, n_states: int = 0) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = Phase1Config.narrow(cfg)
+        self.dims = {"n_species": int(n_species), "n_states": int(n_states)}
+        cfg = self.cfg
         self.input_size = _pair(cfg.input_size, "input_size")
         if self.input_size[1] % 2:
             raise ConfigError(f"input_size width must be even to split in halves: {cfg.input_size}")
         for flag, n, name in (
-            (cfg.use_species, cfg.n_species, "species"),
-            (cfg.use_state, cfg.n_states, "state"),
+            (cfg.use_species, n_species, "species"),
+            (cfg.use_state, n_states, "state"),
         ):
             if flag and n < 2:
                 raise ConfigError(
                     f"phase 1: use_{name}=true needs at least 2 {name} classes, got {n}",
                     hint=f"set use_{name}=false or pass the number of {name} classes",
                 )
-        self.normalize = _Normalize()
-        self.backbone = _make_backbone(cfg.backbone, cfg.pretrained, cfg.channels_last)
+        self.normalize = Normalize()
+        self.backbone = _make_backbone(
+            cfg.backbone, cfg.pretrained, cfg.channels_last, cfg.pretrained_strict
+        )
         c = self.backbone.num_features
         self.heads = nn.ModuleDict(
             {
@@ -143,9 +144,9 @@ class Phase1Model(nn.Module):
             }
         )
         if cfg.use_species:
-            self.heads["species"] = MLPHead(c, cfg.n_species, cfg.hidden, cfg.dropout)
+            self.heads["species"] = MLPHead(c, n_species, cfg.hidden, cfg.dropout)
         if cfg.use_state:
-            self.heads["state"] = MLPHead(c, cfg.n_states, cfg.hidden, cfg.dropout)
+            self.heads["state"] = MLPHead(c, n_states, cfg.hidden, cfg.dropout)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -234,57 +235,63 @@ def phase1_loss(
 # --------------------------------------------------------------------------- Phase 2
 
 
-@dataclass
-class Phase2Config:
-    """Phase-2 (biomass) model. Defaults are the CPU demo recipe."""
+class Phase2Config(BackboneChoice):
+    """Phase-2 (biomass) model. Defaults are the CPU demo recipe; one backbone for all views."""
 
-    backbone: str = "fv_tiny_cnn"  # registry or timm name, shared by all views
-    pretrained: bool | str = False  # False or a local weights file (never downloaded)
     global_size: tuple[int, int] = (128, 256)  # (H, W) of the resized whole-image view
     tile_grid: tuple[int, int] = (2, 4)  # (rows, cols) of tiles cut from the full image
     tile_input: tuple[int, int] | None = None  # resize tiles to (h, w); None = keep H/R × W/C
     use_tiles: bool = True  # False = global-only baseline
-    aggregation: str = "attention"  # "mean" | "attention" tile-token pooling
-    num_heads: int = 4  # attention heads (aggregation="attention")
-    use_film: bool = True  # FiLM on `meta`; False = meta ignored
-    meta_dim: int = 4  # width of the metadata vector (e.g. month sin, cos, NDVI, height)
-    fusion_dim: int = 128  # width after fusing global ⊕ tile aggregate
-    hidden: int = 128  # hidden width of the biomass head
-    dropout: float = 0.1  # dropout in the head
-    target_scale: tuple[float, ...] | None = None  # 5 per-target scales in grams; None = 1
+    aggregation: Literal["mean", "attention"] = "attention"  # tile-token pooling
+    num_heads: int = Field(4, ge=1)  # attention heads (aggregation="attention")
+    use_film: bool = True  # FiLM on `meta` (Phase-1 predictions); False = meta ignored
+    fusion_dim: int = Field(128, ge=1)  # width after fusing global ⊕ tile aggregate
+    hidden: int = Field(128, ge=0)  # hidden width of the biomass head
+    dropout: float = Field(0.1, ge=0, lt=1)  # dropout in the head
     channels_last: bool = True  # NHWC backbone input: ~1.5x faster CPU training (oneDNN)
 
 
+@register_model("biomass_phase2", Phase2Config)
 class Phase2Model(nn.Module):
     """Global + tiles → shared backbone → pooling → fusion → FiLM → mass-balanced head.
 
     Args:
-        cfg: `Phase2Config`.
+        cfg: `Phase2Config` (or a section that extends it).
+        meta_dim: Width of the metadata vector FiLM is conditioned on (data-derived).
+        target_scale: 5 per-target scales in grams (data-derived); None = 1.
 
     Raises:
         ConfigError: Invalid sizes, aggregation, or target scale.
     """
 
-    def __init__(self, cfg: Phase2Config) -> None:
+    def __init__(
+        self, cfg: Phase2Config, meta_dim: int = 4, target_scale: Sequence[float] | None = None
+    ) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = Phase2Config.narrow(cfg)
+        self.meta_dim = int(meta_dim)
+        scale_list = None if target_scale is None else [float(s) for s in target_scale]
+        self.dims = {"meta_dim": self.meta_dim, "target_scale": scale_list}
+        cfg = self.cfg
         self.global_size = _pair(cfg.global_size, "global_size")
         self.tile_grid = _pair(cfg.tile_grid, "tile_grid")
         self.tile_input = None if cfg.tile_input is None else _pair(cfg.tile_input, "tile_input")
         aggregation = str(cfg.aggregation).lower()
         if aggregation not in ("mean", "attention"):
             raise ConfigError(f"aggregation must be 'mean' or 'attention', got {cfg.aggregation!r}")
-        scale = (1.0,) * len(BIOMASS_TARGETS) if cfg.target_scale is None else cfg.target_scale
-        if len(scale) != len(BIOMASS_TARGETS) or min(float(s) for s in scale) <= 0:
+        scale = [1.0] * len(TARGETS) if scale_list is None else scale_list
+        if len(scale) != len(TARGETS) or min(scale) <= 0:
             raise ConfigError(
-                f"target_scale must be {len(BIOMASS_TARGETS)} positive numbers "
-                f"({', '.join(BIOMASS_TARGETS)}), got {cfg.target_scale!r}"
+                f"target_scale must be {len(TARGETS)} positive numbers "
+                f"({', '.join(TARGETS)}), got {target_scale!r}"
             )
         # Persistent: a checkpoint carries the scale it was trained with.
         self.register_buffer("target_scale", torch.tensor([float(s) for s in scale]))
 
-        self.normalize = _Normalize()
-        self.backbone = _make_backbone(cfg.backbone, cfg.pretrained, cfg.channels_last)
+        self.normalize = Normalize()
+        self.backbone = _make_backbone(
+            cfg.backbone, cfg.pretrained, cfg.channels_last, cfg.pretrained_strict
+        )
         c = self.backbone.num_features
         self.pool: nn.Module | None = None
         if cfg.use_tiles:
@@ -295,7 +302,7 @@ class Phase2Model(nn.Module):
         self.fusion = nn.Sequential(
             nn.Linear(fused_in, cfg.fusion_dim), nn.LayerNorm(cfg.fusion_dim)
         )
-        self.film = FiLM(cfg.meta_dim, cfg.fusion_dim) if cfg.use_film else None
+        self.film = FiLM(self.meta_dim, cfg.fusion_dim) if cfg.use_film else None
         self.act = nn.GELU()
         self.head = BiomassHead(cfg.fusion_dim, cfg.hidden, cfg.dropout)
 
@@ -342,7 +349,7 @@ class Phase2Model(nn.Module):
                 ignored otherwise.
 
         Returns:
-            ``targets``: Tensor[B, 5] grams in `BIOMASS_TARGETS` order, ≥ 0, mass balance exact;
+            ``targets``: Tensor[B, 5] grams in `TARGETS` order, ≥ 0, mass balance exact;
             ``components``: Tensor[B, 3] grams (green, dead, clover);
             ``tile_weights``: Tensor[B, T] pooling weights, or None without tiles.
 
@@ -354,11 +361,11 @@ class Phase2Model(nn.Module):
             if meta is None:
                 raise ValueError(
                     "Phase2Model has use_film=True and needs meta Tensor[B, "
-                    f"{self.cfg.meta_dim}] (Phase-1 predicted metadata), got None"
+                    f"{self.meta_dim}] (Phase-1 predicted metadata), got None"
                 )
-            if meta.ndim != 2 or meta.shape != (image.shape[0], self.cfg.meta_dim):
+            if meta.ndim != 2 or meta.shape != (image.shape[0], self.meta_dim):
                 raise ValueError(
-                    f"Phase2Model: meta must be Tensor[{image.shape[0]}, {self.cfg.meta_dim}], "
+                    f"Phase2Model: meta must be Tensor[{image.shape[0]}, {self.meta_dim}], "
                     f"got {tuple(meta.shape)}"
                 )
         x = self.normalize(image)
@@ -374,7 +381,7 @@ class Phase2Model(nn.Module):
         comps = self.head.components(self.act(fused))  # (B, 3) scaled units
         comps = comps * self.target_scale[:3].to(comps.dtype)  # grams
         return {
-            "targets": compose_targets(comps),
+            "targets": derive_targets(comps),
             "components": comps,
             "tile_weights": tile_weights,
         }
@@ -383,7 +390,7 @@ class Phase2Model(nn.Module):
 def weighted_biomass_loss(
     pred: Tensor,
     target: Tensor,
-    weights: Sequence[float] | Tensor = BIOMASS_WEIGHTS,
+    weights: Sequence[float] | Tensor = WEIGHTS,
     scale: Tensor | None = None,
     kind: str = "mse",
     reduction: str = "mean",

@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BIOMASS_COMPONENTS", "BIOMASS_TARGETS", "BiomassHead", "MLPHead", "compose_targets"]
+from fieldvision.schemas.biomass import COMPONENTS, derive_targets
 
-# Output order of the biomass models; the same order as `fieldvision.data.biomass.TARGETS`
-# (models sit below data in the layering, so the names are repeated here and a test keeps
-# the two in sync).
-BIOMASS_TARGETS: tuple[str, ...] = (
-    "Dry_Green_g",
-    "Dry_Dead_g",
-    "Dry_Clover_g",
-    "GDM_g",
-    "Dry_Total_g",
-)
-BIOMASS_COMPONENTS: tuple[str, ...] = BIOMASS_TARGETS[:3]
+__all__ = ["BiomassHead", "MLPHead"]
 
 # softplus(_UNIT_BIAS) == 1: an untrained head predicts one "scale unit" per component.
 _UNIT_BIAS = math.log(math.e - 1.0)
@@ -64,22 +53,6 @@ class MLPHead(nn.Module):
         return self.net(x)
 
 
-def compose_targets(components: Tensor) -> Tensor:
-    """Derive the 5 biomass targets from the 3 components.
-
-    Args:
-        components: Tensor[..., 3] ordered (green, dead, clover).
-
-    Returns:
-        Tensor[..., 5] ordered like `BIOMASS_TARGETS`:
-        (green, dead, clover, green + clover, green + dead + clover).
-    """
-    green, dead, clover = components.unbind(dim=-1)
-    gdm = green + clover
-    total = gdm + dead
-    return torch.stack([green, dead, clover, gdm, total], dim=-1)
-
-
 class BiomassHead(nn.Module):
     """MLP that predicts non-negative (green, dead, clover) and derives GDM and total.
 
@@ -96,7 +69,7 @@ class BiomassHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int = 128, dropout: float = 0.0) -> None:
         super().__init__()
-        self.mlp = MLPHead(in_dim, len(BIOMASS_COMPONENTS), hidden, dropout)
+        self.mlp = MLPHead(in_dim, len(COMPONENTS), hidden, dropout)
         nn.init.constant_(self.mlp.last.bias, _UNIT_BIAS)
 
     def components(self, x: Tensor) -> Tensor:
@@ -112,9 +85,9 @@ class BiomassHead(nn.Module):
                 mass balance holds exactly in the scaled output units.
 
         Returns:
-            Tensor[B, 5] in `BIOMASS_TARGETS` order, all ≥ 0.
+            Tensor[B, 5] in `TARGETS` order (`fieldvision.schemas.biomass`), all ≥ 0.
         """
         comps = self.components(x)  # (B, 3)
         if scale is not None:
             comps = comps * scale
-        return compose_targets(comps)
+        return derive_targets(comps)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from fieldvision.config import StrictModel
 from fieldvision.errors import ConfigError
 from fieldvision.registry import Registry
 
@@ -29,6 +32,7 @@ __all__ = [
     "ArcFaceHead",
     "CosFaceHead",
     "MarginHead",
+    "MarginLossConfig",
     "SoftmaxHead",
     "batch_hard_triplet_loss",
     "create_head",
@@ -37,6 +41,17 @@ __all__ = [
 HEADS: Registry[Callable[..., MarginHead]] = Registry("loss")
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+
+class MarginLossConfig(StrictModel):
+    """The identity loss of a re-ID model: a margin head, optionally plus triplet loss."""
+
+    loss: Literal["arcface", "cosface", "softmax"] = "arcface"
+    margin: float | None = None  # None: head default (arcface 0.5 rad, cosface 0.35)
+    scale: float = Field(30.0, gt=0)  # logit scale s of the margin head
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    triplet_weight: float = Field(0.0, ge=0)  # > 0 adds batch-hard triplet loss on features
+    triplet_margin: float = Field(0.3, ge=0)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:

@@ -15,102 +15,68 @@ GeM-pooled features of a normalised backbone do not need.
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from fieldvision.models.backbone import create_backbone
+from fieldvision.models.biomass import BackboneChoice
+from fieldvision.models.normalize import Normalize
 from fieldvision.models.pooling import GeM
+from fieldvision.models.registry import register_model
 
-__all__ = ["ReIDConfig", "ReIDModel"]
+__all__ = ["ReIDModel", "ReIDModelConfig"]
 
 
-@dataclass
-class ReIDConfig:
-    """Architecture and loss settings of a re-ID model (all plain values)."""
+class ReIDModelConfig(BackboneChoice):
+    """Architecture of a re-ID embedding network (the loss head is in `MarginLossConfig`)."""
 
-    backbone: str = "fv_small_resnet"  # any name in BACKBONES or timm
-    pretrained: bool | str = False  # False or a local weights file (never downloads)
-    embedding_dim: int = 128  # E, the size of the retrieval embedding
-    gem_p: float = 3.0  # initial GeM exponent (1 = average pooling, large = max pooling)
+    backbone: str = "fv_small_resnet"  # ours (fv_tiny_cnn, fv_small_resnet) or any timm name
+    embedding_dim: int = Field(128, ge=2)  # E, the size of the retrieval embedding
+    gem_p: float = Field(3.0, gt=0)  # initial GeM exponent (1 = average, large = max pooling)
     gem_learnable: bool = True  # learn the GeM exponent
-    dropout: float = 0.0  # dropout on pooled features before the projection
-    drop_path_rate: float = 0.0  # stochastic depth for timm backbones that support it
-    in_chans: int = 3
-    loss: str = "arcface"  # margin head: arcface | cosface | softmax (used by the system)
-    margin: float | None = None  # None: the head's default (arcface 0.5 rad, cosface 0.35)
-    scale: float = 30.0  # logit scale s of the margin head
-    label_smoothing: float = 0.1
-    triplet_weight: float = 0.0  # > 0 adds batch-hard triplet loss on `features`
-    triplet_margin: float = 0.3
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for checkpoints and run directories)."""
-        return asdict(self)
+    dropout: float = Field(0.0, ge=0, lt=1)  # dropout on pooled features before the projection
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)  # stochastic depth (timm backbones)
+    in_chans: int = Field(3, ge=1)
 
 
+@register_model("reid_embedder", ReIDModelConfig)
 class ReIDModel(nn.Module):
-    """Embedding network.
+    """Embedding network: backbone → GeM → projection → BNNeck → L2 norm.
 
     Args:
-        backbone: Backbone name (see `create_backbone`).
-        pretrained: False or a local weights file.
-        embedding_dim: Output size ``E``.
-        gem_p: Initial GeM exponent.
-        gem_learnable: Learn the exponent.
-        dropout: Dropout before the projection.
-        drop_path_rate: Stochastic depth (timm backbones).
-        in_chans: Input channels.
+        cfg: `ReIDModelConfig` (or a section that extends it).
     """
 
-    def __init__(
-        self,
-        backbone: str = "fv_small_resnet",
-        pretrained: bool | str | os.PathLike[str] = False,
-        embedding_dim: int = 128,
-        gem_p: float = 3.0,
-        gem_learnable: bool = True,
-        dropout: float = 0.0,
-        drop_path_rate: float = 0.0,
-        in_chans: int = 3,
-    ) -> None:
+    def __init__(self, cfg: ReIDModelConfig | None = None) -> None:
         super().__init__()
+        self.cfg = ReIDModelConfig.narrow(cfg) if cfg is not None else ReIDModelConfig()
+        self.dims: dict[str, int] = {}
+        cfg = self.cfg
+        self.normalize = Normalize()
         self.backbone = create_backbone(
-            backbone, pretrained=pretrained, in_chans=in_chans, drop_path_rate=drop_path_rate
+            cfg.backbone,
+            pretrained=cfg.pretrained,
+            in_chans=cfg.in_chans,
+            drop_path_rate=cfg.drop_path_rate,
+            pretrained_strict=cfg.pretrained_strict,
         )
         c = self.backbone.num_features
-        self.pool = GeM(p=gem_p, learnable=gem_learnable)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.proj = nn.Linear(c, embedding_dim, bias=False)
-        self.bnneck = nn.BatchNorm1d(embedding_dim)
+        self.pool = GeM(p=cfg.gem_p, learnable=cfg.gem_learnable)
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.proj = nn.Linear(c, cfg.embedding_dim, bias=False)
+        self.bnneck = nn.BatchNorm1d(cfg.embedding_dim)
         # A BNNeck's shift is usually frozen at 0 so the embedding stays centred for cosine
         # retrieval (Luo et al.); the scale stays learnable.
         self.bnneck.bias.requires_grad_(False)
-        self.embedding_dim = int(embedding_dim)
+        self.embedding_dim = int(cfg.embedding_dim)
         self.num_features = int(c)
-
-    @classmethod
-    def from_config(cls, cfg: ReIDConfig) -> ReIDModel:
-        """Build from a `ReIDConfig` (the config → kwargs adapter)."""
-        return cls(
-            backbone=cfg.backbone,
-            pretrained=cfg.pretrained,
-            embedding_dim=cfg.embedding_dim,
-            gem_p=cfg.gem_p,
-            gem_learnable=cfg.gem_learnable,
-            dropout=cfg.dropout,
-            drop_path_rate=cfg.drop_path_rate,
-            in_chans=cfg.in_chans,
-        )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Embed a batch.
 
         Args:
-            x: Tensor[B, 3, H, W] normalised images.
+            x: Tensor[B, 3, H, W] images in [0, 1] (normalised inside the model).
 
         Returns:
             Always the same keys, in training and in eval mode:
@@ -120,7 +86,7 @@ class ReIDModel(nn.Module):
             * ``features``: Tensor[B, E] before the BNNeck (input of the triplet loss);
             * ``pooled``: Tensor[B, C] GeM-pooled backbone features.
         """
-        fmap = self.backbone.forward_features(x)  # (B, C, h, w)
+        fmap = self.backbone.forward_features(self.normalize(x))  # (B, C, h, w)
         # GeM raises activations to the power p: do it in fp32 so fp16 AMP cannot overflow.
         pooled = self.pool(fmap.float())  # (B, C)
         features = self.proj(self.dropout(pooled))  # (B, E)

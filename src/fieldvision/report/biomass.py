@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fieldvision.data.biomass import TARGET_WEIGHTS, TARGETS
 from fieldvision.report.markdown import markdown_table, new_figure, save_figure, write_report
+from fieldvision.schemas.biomass import TARGETS, WEIGHTS
 
 __all__ = ["error_by_group", "write_biomass_report"]
 
@@ -24,7 +24,7 @@ def error_by_group(wide: pd.DataFrame, oof: np.ndarray, column: str) -> pd.DataF
         column: Grouping column, e.g. "month" or "state".
     """
     y = wide[list(TARGETS)].to_numpy(np.float64)
-    w = np.array([TARGET_WEIGHTS[t] for t in TARGETS])
+    w = np.array(WEIGHTS)
     sq = ((y - oof) ** 2 * w).sum(axis=1) / w.sum()  # (N,) weighted squared error per image
     total_err = oof[:, TARGETS.index("Dry_Total_g")] - y[:, TARGETS.index("Dry_Total_g")]
     frame = pd.DataFrame({column: wide[column].to_numpy(), "sq": sq, "total_err": total_err})

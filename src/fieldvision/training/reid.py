@@ -2,35 +2,34 @@
 retrieval validation.
 
 `ReIDSystem` owns the loss head (ArcFace / CosFace / softmax, optionally plus batch-hard
-triplet), optional mixup, the AdamW + warmup-cosine schedule (shared recipe from
-`fieldvision.training.biomass`) and the validation metric. The embedding network
-(`ReIDModel`) stays a plain module and is exported separately.
+triplet) and optional mixup; the optimiser, epoch hook and validation bookkeeping come from
+`TaskSystem`. The embedding network (`ReIDModel`) stays a plain module and is exported
+separately.
 
 Validation embeds every item of the validation loader and ranks, for each *query* item
 (``val_query_mask``), all other items (the item itself is removed through a per-item
 "camera" id: a gallery item is skipped when it has the query's identity and camera, which
-is only the query itself). It logs ``val_map`` (the early-stopping monitor), ``val_rank1``
+is only the query itself). It logs ``val_map`` (the best-checkpoint monitor), ``val_rank1``
 and ``val_minp``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import Tensor, nn
 
 from fieldvision.data.transforms import mixup
-from fieldvision.errors import RunError
-from fieldvision.models.losses import batch_hard_triplet_loss, create_head
+from fieldvision.models.losses import MarginLossConfig, batch_hard_triplet_loss, create_head
 from fieldvision.seeding import torch_generator
-from fieldvision.training.biomass import OptimConfig, build_optimizer
+from fieldvision.training.optim import OptimConfig
+from fieldvision.training.system import StepOutput, TaskSystem
 
-__all__ = ["ReIDSystem", "load_model_weights", "retrieval_scores"]
+__all__ = ["ReIDSystem", "retrieval_scores"]
 
 
 def retrieval_scores(
@@ -64,19 +63,14 @@ def retrieval_scores(
     }
 
 
-class ReIDSystem(L.LightningModule):
+class ReIDSystem(TaskSystem):
     """Training system for a `ReIDModel`.
 
     Args:
         model: The embedding network; its forward returns ``embedding``, ``neck``,
             ``features``.
         num_classes: Training identities.
-        loss: Margin head name: ``arcface``, ``cosface`` or ``softmax``.
-        margin: Head margin (None: head default).
-        scale: Head logit scale.
-        label_smoothing: Cross-entropy label smoothing.
-        triplet_weight: Weight of batch-hard triplet loss on ``features`` (0: off).
-        triplet_margin: Triplet margin (on L2-normalised features).
+        loss: The identity loss (a `MarginLossConfig` or a section extending it).
         mixup_alpha: Beta(α, α) mixup on the images (0: off). Triplet loss is skipped on
             mixed batches (a mixed image has no single identity).
         mixup_prob: Probability that a batch is mixed.
@@ -85,56 +79,58 @@ class ReIDSystem(L.LightningModule):
         seed: Seed of the mixup generator.
     """
 
+    monitor = "val_map"
+    mode = "max"
+    progress_metrics = ("map", "rank1")
+
     def __init__(
         self,
         model: nn.Module,
         num_classes: int,
-        loss: str = "arcface",
-        margin: float | None = None,
-        scale: float = 30.0,
-        label_smoothing: float = 0.1,
-        triplet_weight: float = 0.0,
-        triplet_margin: float = 0.3,
+        loss: MarginLossConfig | BaseModel | None = None,
         mixup_alpha: float = 0.0,
         mixup_prob: float = 0.5,
-        optim: OptimConfig | None = None,
+        optim: OptimConfig | BaseModel | Mapping[str, Any] | None = None,
         val_query_mask: np.ndarray | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["model", "val_query_mask", "optim"])
-        self.model = model
+        loss_cfg = MarginLossConfig() if loss is None else MarginLossConfig.narrow(loss)
+        super().__init__(
+            model,
+            optim,
+            num_classes=int(num_classes),
+            loss=loss_cfg,
+            mixup_alpha=float(mixup_alpha),
+            mixup_prob=float(mixup_prob),
+            seed=int(seed),
+        )
+        self.loss_cfg = loss_cfg
         emb_dim = int(model.embedding_dim)  # the documented ReIDModel interface
-        self.head = create_head(loss, emb_dim, num_classes, margin, scale, label_smoothing)
-        self.triplet_weight = float(triplet_weight)
-        self.triplet_margin = float(triplet_margin)
+        self.head = create_head(
+            loss_cfg.loss,
+            emb_dim,
+            num_classes,
+            loss_cfg.margin,
+            loss_cfg.scale,
+            loss_cfg.label_smoothing,
+        )
         self.mixup_alpha = float(mixup_alpha)
         self.mixup_prob = float(mixup_prob)
-        self.optim = optim or OptimConfig()
         self.val_query_mask = None if val_query_mask is None else np.asarray(val_query_mask, bool)
         self._mix_gen = torch_generator(seed)
-        self._val: list[tuple[Tensor, Tensor, Tensor]] = []
         self.last_val_metrics: dict[str, float] = {}
 
-    # ------------------------------------------------------------------ training
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """The model's outputs for ``x: Tensor[B, 3, H, W]``."""
-        return self.model(x)
-
-    def on_train_epoch_start(self) -> None:
-        # Re-seed the P×K sampler and the dataset's augmentation stream for this epoch.
-        loader = self.trainer.train_dataloader
-        for obj in (getattr(loader, "batch_sampler", None), getattr(loader, "dataset", None)):
-            set_epoch = getattr(obj, "set_epoch", None)
-            if callable(set_epoch):
-                set_epoch(self.current_epoch)
-
-    def _shared_step(self, batch: dict[str, Tensor], train: bool) -> dict[str, Tensor]:
+    def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
+        if stage != "train":
+            emb = self.model(batch["image"])["embedding"]
+            return StepOutput(
+                None,
+                {},
+                {"embedding": emb.float(), "label": batch["label"], "index": batch["index"]},
+            )
         x, y = batch["image"], batch["label"]
-        mixed = (
-            train
-            and self.mixup_alpha > 0
-            and float(torch.rand((), generator=self._mix_gen)) < self.mixup_prob
+        mixed = self.mixup_alpha > 0 and float(torch.rand((), generator=self._mix_gen)) < (
+            self.mixup_prob
         )
         perm, lam = None, 1.0
         if mixed:
@@ -143,89 +139,24 @@ class ReIDSystem(L.LightningModule):
         loss = self.head(out["neck"], y)
         if perm is not None:
             loss = lam * loss + (1.0 - lam) * self.head(out["neck"], y[perm])
-        result = {"loss_cls": loss.detach()}
-        if self.triplet_weight > 0 and not mixed:
-            trip = batch_hard_triplet_loss(out["features"], y, self.triplet_margin)
-            loss = loss + self.triplet_weight * trip
-            result["loss_triplet"] = trip.detach()
+        logs = {"cls": loss.detach()}
+        if self.loss_cfg.triplet_weight > 0 and not mixed:
+            trip = batch_hard_triplet_loss(out["features"], y, self.loss_cfg.triplet_margin)
+            loss = loss + self.loss_cfg.triplet_weight * trip
+            logs["triplet"] = trip.detach()
         with torch.no_grad():
-            acc = (self.head.logits(out["neck"]).argmax(dim=1) == y).float().mean()
-        result.update(loss=loss, acc=acc)
-        return result
+            logs["acc"] = (self.head.logits(out["neck"]).argmax(dim=1) == y).float().mean()
+        return StepOutput(loss, logs)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        res = self._shared_step(batch, train=True)
-        bs = batch["image"].shape[0]
-        self.log(
-            "train_loss", res["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=bs
-        )
-        self.log("train_acc", res["acc"], on_step=False, on_epoch=True, batch_size=bs)
-        if "loss_triplet" in res:
-            self.log("train_triplet", res["loss_triplet"], on_epoch=True, batch_size=bs)
-        return res["loss"]
-
-    # ------------------------------------------------------------------ validation
-    def on_validation_epoch_start(self) -> None:
-        self._val = []
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        emb = self.model(batch["image"])["embedding"]
-        self._val.append(
-            (emb.detach().float().cpu(), batch["label"].detach().cpu(), batch["index"].cpu())
-        )
-
-    def on_validation_epoch_end(self) -> None:
-        if not self._val:
-            return
-        emb = torch.cat([v[0] for v in self._val]).numpy()
-        labels = torch.cat([v[1] for v in self._val]).numpy()
-        index = torch.cat([v[2] for v in self._val]).numpy()
+    def epoch_metrics(self, collected: Mapping[str, Tensor]) -> dict[str, float]:
+        index = collected["index"].numpy()
         order = np.argsort(index)
-        emb, labels, index = emb[order], labels[order], index[order]
+        emb = collected["embedding"].numpy()[order]
+        labels = collected["label"].numpy()[order]
+        index = index[order]
         qmask = (
             np.ones(len(emb), bool) if self.val_query_mask is None else self.val_query_mask[index]
         )
         scores = retrieval_scores(emb, labels, qmask)
         self.last_val_metrics = scores
-        mapv = 0.0 if np.isnan(scores["map"]) else scores["map"]
-        self.log("val_map", mapv, prog_bar=True)
-        self.log("val_rank1", 0.0 if np.isnan(scores["rank1"]) else scores["rank1"], prog_bar=True)
-        self.log("val_minp", 0.0 if np.isnan(scores["minp"]) else scores["minp"])
-        self._val = []
-
-    # ------------------------------------------------------------------ optimiser
-    def configure_optimizers(self) -> dict[str, Any]:
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, int(self.trainer.max_epochs or 1))
-        warmup = int(round(self.optim.warmup_epochs * total / epochs))
-        optimizer, scheduler = build_optimizer(self.parameters(), self.optim, total, warmup)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
-
-
-def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike[str]) -> nn.Module:
-    """Load the ``model.*`` weights of a `ReIDSystem` Lightning checkpoint into `model`.
-
-    Raises:
-        RunError: The checkpoint is missing, unreadable or does not fit the model.
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise RunError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files
-        raise RunError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}: {exc})") from None
-    weights = state.get("state_dict", state) if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise RunError(f"{path}: no state dict in checkpoint")
-    sub = {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(sub)
-    except RuntimeError as exc:
-        raise RunError(
-            f"{path}: checkpoint does not match the model in the run config ({exc})".splitlines()[0]
-        ) from None
-    return model
+        return {k: 0.0 if np.isnan(scores[k]) else scores[k] for k in ("map", "rank1", "minp")}

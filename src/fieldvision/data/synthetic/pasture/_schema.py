@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fieldvision.data.biomass import COMPONENTS, TARGETS, TEST_COLUMNS, TRAIN_COLUMNS
+from fieldvision.schemas.biomass import COMPONENTS, TARGETS, TEST_COLUMNS, TRAIN_COLUMNS
 
-# One source of truth for the Kaggle schema: the table readers in `fieldvision.data.biomass`.
+# One source of truth for the Kaggle schema: `fieldvision.schemas.biomass`.
 TARGET_NAMES = TARGETS
 COMPONENT_NAMES = COMPONENTS
 KAGGLE_TRAIN_COLUMNS = list(TRAIN_COLUMNS)

@@ -1,0 +1,37 @@
+"""Input normalisation inside the model: the one image contract of every fieldvision model.
+
+Every model takes images as ``Tensor[B, 3, H, W]`` float in ``[0, 1]`` and normalises them
+itself with `Normalize`. Callers (data loaders, TTA, export, ONNX runtimes) therefore never
+need to know a backbone's statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with non-persistent buffers (not in weight files).
+
+    Args:
+        mean: Per-channel mean.
+        std: Per-channel standard deviation.
+    """
+
+    def __init__(
+        self,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), False)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, 3, H, W) in [0, 1]
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -1,0 +1,310 @@
+"""Cross-validated training of the biomass pipeline: Phase 1, then Phase 2 on its OOF output.
+
+A run directory (`fieldvision.runs.RunDir`, kind ``biomass``) holds::
+
+    run.json  config.yaml  metrics.json ("fit")     the common run format
+    folds.csv          image_id, sampling_date, fold   meta_encoder.json
+    phase1/fold{k}/    Lightning state + model.safetensors (only when FiLM is on)
+    phase1/oof_meta.csv out-of-fold predicted metadata (what Phase 2 is trained on)
+    phase2/fold{k}/    Lightning state + model.safetensors
+    oof.csv            out-of-fold predictions in submission format (sample_id,target)
+    oof_wide.csv       the same, one row per image, with truth, fold and metadata
+    report.md + PNGs
+
+Phase 2 is trained on **out-of-fold predicted** metadata, never on ground truth: fold k's
+Phase-2 model sees, for every training image, what a Phase-1 model that never saw that
+image predicted, which is what it will see at test time (the seed's error-propagation
+point). Re-running ``train`` with the same ``--out`` skips finished folds and resumes the
+current one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fieldvision.console import console
+from fieldvision.inference import flip_views, mean_views, predict_views
+from fieldvision.io import write_csv, write_json
+from fieldvision.metrics.regression import per_target_r2, weighted_r2
+from fieldvision.models.biomass import Phase1Model, Phase2Model
+from fieldvision.pipelines.biomass.config import BiomassConfig
+from fieldvision.pipelines.biomass.inputs import (
+    TrainingData,
+    load_training_data,
+    make_dataset,
+    make_loader,
+)
+from fieldvision.pipelines.biomass.meta import FILM_KEYS, MetaEncoder, film_meta
+from fieldvision.runs import RunDir
+from fieldvision.schemas.biomass import TARGETS, to_submission
+from fieldvision.training.biomass import Phase1System, Phase2System
+from fieldvision.training.fit import FitTask, Split, fit_splits, kfold_splits
+
+__all__ = ["RUN_KIND", "TrainResult", "phase1_call", "phase2_call", "train"]
+
+RUN_KIND = "biomass"
+
+
+@dataclass
+class TrainResult:
+    """What `train` measured."""
+
+    run_dir: Path
+    oof_r2: float
+    oof_r2_no_tta: float
+    per_target: dict[str, float]
+    fold_r2: list[float]
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def phase1_call(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+    """Inference call of a Phase-1 model (all its outputs)."""
+    return model(batch["image"])
+
+
+def phase2_call(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+    """Inference call of a Phase-2 model: targets (and tile weights when it has tiles)."""
+    outputs = model(batch["image"], batch.get("meta"))
+    keep = {"targets": outputs["targets"]}
+    if outputs.get("tile_weights") is not None:
+        keep["tile_weights"] = outputs["tile_weights"]
+    return keep
+
+
+def _target_scale(y: np.ndarray) -> list[float]:
+    """Per-target scale (training mean, floored) so the loss sees O(1) numbers."""
+    return [max(float(v), 1.0) for v in y.mean(axis=0)]
+
+
+def _fold_seed(cfg: BiomassConfig, split: Split) -> int:
+    return cfg.train.seed + int(split.name.removeprefix("fold"))
+
+
+def _subset(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: value[idx] for key, value in arrays.items()}
+
+
+def _predict(model, data: TrainingData, idx, arrays, cfg, call, tta: bool):
+    paths = [data.paths[i] for i in idx]
+    dataset = make_dataset(paths, data.cache, _subset(arrays, idx), cfg)
+    return predict_views(
+        model,
+        dataset,
+        call,
+        flip_views(tta),
+        device=cfg.train.device,
+        batch_size=cfg.data.batch_size,
+    )
+
+
+def _phase1_oof(
+    run: RunDir, data: TrainingData, cfg: BiomassConfig, enc: MetaEncoder
+) -> np.ndarray:
+    """Train Phase 1 per fold; return (N, 4) out-of-fold predicted FiLM metadata."""
+    oof_path = run.path / "phase1" / "oof_meta.csv"
+    if oof_path.is_file():
+        return pd.read_csv(oof_path)[list(FILM_KEYS)].to_numpy(np.float32)
+    labels = enc.encode(data.wide)
+
+    def build(split: Split) -> FitTask:
+        model = Phase1Model(cfg.phase1, n_species=len(enc.species), n_states=len(enc.states))
+        seed = _fold_seed(cfg, split)
+        paths = data.paths
+        return FitTask(
+            model,
+            Phase1System(model, cfg.phase1, task_weights={}),
+            make_loader(
+                [paths[i] for i in split.train],
+                data.cache,
+                _subset(labels, split.train),
+                cfg,
+                train=True,
+                seed=seed,
+            ),
+            make_loader(
+                [paths[i] for i in split.val],
+                data.cache,
+                _subset(labels, split.val),
+                cfg,
+                train=False,
+            ),
+        )
+
+    fitted = fit_splits(
+        run.path / "phase1",
+        kfold_splits(data.folds),
+        build,
+        cfg.phase1,
+        cfg.train,
+        seed=cfg.train.seed,
+        label="phase 1",
+    )
+    oof = np.zeros((len(data.paths), len(FILM_KEYS)), np.float32)
+    for f in fitted:
+        views = _predict(f.model, data, f.split.val, {}, cfg, phase1_call, cfg.train.tta)
+        oof[f.split.val] = film_meta(mean_views(views))
+    write_csv(oof_path, pd.DataFrame(oof, columns=list(FILM_KEYS)))
+    return oof
+
+
+def train(
+    data_dir: str | Path,
+    out: str | Path,
+    cfg: BiomassConfig,
+    phase1_from: Path | None = None,
+) -> TrainResult:
+    """Cross-validated training of the whole pipeline; resumable.
+
+    Every input is validated (tables, every image decoded, folds) before ``out`` is
+    touched; a run that then fails is marked ``failed`` and replaced by a corrected re-run.
+
+    Args:
+        data_dir: Kaggle-layout directory with ``train.csv`` and ``train/``.
+        out: Run directory (created, resumed, or a failed run replaced).
+        cfg: Pipeline configuration.
+        phase1_from: Optional finished run whose Phase-1 artifacts can be reused (same data,
+            folds and Phase-1 settings); used by ablations so variants share Phase 1.
+
+    Returns:
+        OOF weighted R² (with the run's TTA and the identity view alone), per-target R²,
+        per-fold R², wall time.
+    """
+    start = time.perf_counter()
+    data = load_training_data(data_dir, cfg)
+    run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint)
+    with run.running():
+        result = _train(run, data, cfg, phase1_from, start)
+    return result
+
+
+def _train(
+    run: RunDir, data: TrainingData, cfg: BiomassConfig, phase1_from: Path | None, start: float
+) -> TrainResult:
+    out, wide, y = run.path, data.wide, data.targets
+    write_csv(
+        out / "folds.csv",
+        pd.DataFrame(
+            {
+                "image_id": wide["image_id"],
+                "sampling_date": wide["sampling_date"].dt.strftime("%Y-%m-%d"),
+                "fold": data.folds,
+            }
+        ),
+    )
+    enc = MetaEncoder.fit(wide)
+    write_json(out / "meta_encoder.json", enc.to_dict())
+
+    arrays: dict[str, np.ndarray] = {"targets": y}
+    meta = None
+    if cfg.needs_phase1:
+        reusable = phase1_from is not None and (phase1_from / "phase1" / "oof_meta.csv").is_file()
+        if reusable and not (out / "phase1").exists():
+            shutil.copytree(phase1_from / "phase1", out / "phase1")
+        meta = _phase1_oof(run, data, cfg, enc)
+        arrays["meta"] = meta  # out-of-fold *predicted* metadata, never ground truth
+
+    def build(split: Split) -> FitTask:
+        model = Phase2Model(
+            cfg.phase2, meta_dim=len(FILM_KEYS), target_scale=_target_scale(y[split.train])
+        )
+        seed = _fold_seed(cfg, split)
+        return FitTask(
+            model,
+            Phase2System(model, cfg.phase2, loss_kind=cfg.phase2.loss),
+            make_loader(
+                [data.paths[i] for i in split.train],
+                data.cache,
+                _subset(arrays, split.train),
+                cfg,
+                train=True,
+                seed=seed,
+            ),
+            make_loader(
+                [data.paths[i] for i in split.val],
+                data.cache,
+                _subset(arrays, split.val),
+                cfg,
+                train=False,
+            ),
+        )
+
+    fitted = fit_splits(
+        out / "phase2",
+        kfold_splits(data.folds),
+        build,
+        cfg.phase2,
+        cfg.train,
+        seed=cfg.train.seed + 100,
+        label="phase 2",
+    )
+    oof = np.zeros_like(y)
+    oof_plain = np.zeros_like(y)
+    tile_weights: np.ndarray | None = None
+    fold_r2: list[float] = []
+    for f in fitted:
+        va = f.split.val
+        views = _predict(f.model, data, va, arrays, cfg, phase2_call, cfg.train.tta)
+        oof[va] = mean_views(views)["targets"]
+        oof_plain[va] = views[0]["targets"]  # the identity view alone: the no-TTA ablation
+        if "tile_weights" in views[0]:
+            # Identity view only: flips permute the tiles, so their weights cannot be averaged.
+            if tile_weights is None:
+                tile_weights = np.zeros((len(y), views[0]["tile_weights"].shape[1]), np.float32)
+            tile_weights[va] = views[0]["tile_weights"]
+        fold_r2.append(weighted_r2(y[va], oof[va]))
+        console.print(f"  {f.split.name} OOF weighted R² = {fold_r2[-1]:.4f}")
+
+    r2, r2_plain = weighted_r2(y, oof), weighted_r2(y, oof_plain)
+    per_target = per_target_r2(y, oof)
+    _write_oof(out, wide, data.folds, oof, meta, enc)
+    metrics = {
+        "oof_weighted_r2": r2,
+        "oof_weighted_r2_no_tta": r2_plain,
+        "per_target_r2": per_target,
+        "fold_weighted_r2": fold_r2,
+        "n_images": len(wide),
+        "folds": cfg.train.folds,
+        "tta": cfg.train.tta,
+        "seconds": time.perf_counter() - start,
+    }
+    run.update_metrics("fit", metrics)
+    from fieldvision.report.biomass import write_biomass_report
+
+    write_biomass_report(
+        out,
+        wide,
+        data.folds,
+        oof,
+        metrics,
+        data.cache,
+        data.paths,
+        tile_weights,
+        tuple(cfg.phase2.tile_grid),
+    )
+    return TrainResult(out, r2, r2_plain, per_target, fold_r2, metrics["seconds"])
+
+
+def _write_oof(
+    out: Path,
+    wide: pd.DataFrame,
+    folds: np.ndarray,
+    oof: np.ndarray,
+    meta: np.ndarray | None,
+    enc: MetaEncoder,
+) -> None:
+    frame = wide[["image_id", "sampling_date", "month", "state", "species", *TARGETS]].copy()
+    frame["fold"] = folds
+    for j, name in enumerate(TARGETS):
+        frame[f"pred_{name}"] = oof[:, j]
+    if meta is not None:
+        frame["pred_month"] = enc.decode_month(meta[:, 0], meta[:, 1])
+    write_csv(out / "oof_wide.csv", frame)
+    write_csv(out / "oof.csv", to_submission(wide["image_id"].to_numpy(), oof))
