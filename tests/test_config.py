@@ -2,8 +2,19 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from pydantic import ValidationError
 
-from fieldvision.config import StrictModel, apply_overrides, config_to_dict, load_config
+from fieldvision.config import (
+    StrictModel,
+    apply_overrides,
+    apply_runtime_overrides,
+    config_fingerprint,
+    config_to_dict,
+    load_config,
+    recipe_path,
+    runtime_field,
+    runtime_keys,
+)
 from fieldvision.errors import ConfigError
 
 
@@ -54,8 +65,9 @@ def test_bad_config_names_the_field(tmp_path, overrides, yaml_text, message):
 
 
 def test_missing_config_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found") as info:
         load_config(Cfg, tmp_path / "nope.yaml")
+    assert str(tmp_path / "nope.yaml") in str(info.value)
 
 
 def test_apply_overrides_does_not_mutate_input():
@@ -68,3 +80,185 @@ def test_apply_overrides_does_not_mutate_input():
 def test_config_roundtrip_through_dict():
     cfg = load_config(Cfg, overrides=["train.epochs=9"])
     assert load_config(Cfg, base=config_to_dict(cfg)) == cfg
+
+
+# --------------------------------------------------------------------------- runtime fields
+
+
+class Runtime(StrictModel):
+    device: str = runtime_field("auto", pattern="^(auto|cpu|cuda)$")
+    workers: int = runtime_field(0, ge=0)
+
+
+class Section(StrictModel):
+    lr: float = 1e-3
+    progress: bool = runtime_field(True)
+    runtime: Runtime = Runtime()
+
+
+class RunCfg(StrictModel):
+    seed: int = 0
+    cache: str | None = runtime_field(None)
+    train: Section = Section()
+    optional: Train | None = None  # a section that may be absent
+
+
+def test_runtime_keys_are_dotted_and_nested():
+    assert runtime_keys(RunCfg) == [
+        "cache",
+        "train.progress",
+        "train.runtime.device",
+        "train.runtime.workers",
+    ]
+    assert runtime_keys(Cfg) == []
+    assert runtime_keys(Runtime, "x.") == ["x.device", "x.workers"]
+
+
+def test_runtime_field_keeps_validation():
+    with pytest.raises(ValidationError, match="device"):
+        Runtime(device="tpu")
+    with pytest.raises(ValidationError, match="workers"):
+        Runtime(workers=-1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "same"),
+    [
+        ([], True),
+        (["cache=/tmp/c", "train.progress=false"], True),
+        (["train.runtime.device=cpu", "train.runtime.workers=8"], True),
+        (["seed=1"], False),
+        (["train.lr=0.1"], False),
+        (["optional.epochs=5"], False),
+        (["cache=/tmp/c", "train.lr=0.1"], False),
+    ],
+)
+def test_config_fingerprint_excludes_only_runtime_fields(overrides, same):
+    base = config_fingerprint(RunCfg())
+    fp = config_fingerprint(load_config(RunCfg, overrides=overrides))
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert (fp == base) is same
+
+
+def test_config_fingerprint_is_stable_and_leaves_the_config_alone():
+    cfg = load_config(RunCfg, overrides=["cache=/c", "train.lr=0.5"])
+    dumped = config_to_dict(cfg)
+    assert config_fingerprint(cfg) == config_fingerprint(RunCfg.model_validate(dumped))
+    assert config_to_dict(cfg) == dumped  # runtime fields removed from a copy only
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@pytest.mark.parametrize("name", ["reid_demo", "reid_demo.yaml", "biomass_demo"])
+def test_recipe_path_finds_packaged_recipes(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)  # no local file of that name
+    path = recipe_path(name)
+    assert path.is_file() and path.name == name.removesuffix(".yaml") + ".yaml"
+    assert path.parent.name == "configs" and path.parent.parent.name == "fieldvision"
+
+
+def test_recipe_path_prefers_an_existing_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    local = tmp_path / "reid_demo.yaml"
+    local.write_text("seed: 1\n")
+    assert recipe_path("reid_demo.yaml") == Path("reid_demo.yaml")
+    other = tmp_path / "mine.yml"
+    other.write_text("seed: 2\n")
+    assert recipe_path(other) == other
+
+
+@pytest.mark.parametrize("name", ["no_such_recipe", "no_such_recipe.yaml", "sub/reid_demo.yaml"])
+def test_recipe_path_unknown_names_list_the_recipes(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="config file not found") as info:
+        recipe_path(name)
+    assert "packaged recipes: biomass_demo, reid_demo" in str(info.value)
+
+
+def test_load_config_reads_a_packaged_recipe(tmp_path, monkeypatch):
+    from fieldvision.pipelines.reid.config import ReIDPipelineConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(ReIDPipelineConfig, "reid_demo", ["train.epochs=2"])
+    assert cfg.model.backbone == "fv_tiny_cnn" and cfg.train.epochs == 2
+
+
+# --------------------------------------------------------------------------- finished runs
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected", "error"),
+    [
+        (["cache=/c"], {"cache": "/c"}, None),
+        (
+            ["train.runtime.device=cpu", "train.progress=false"],
+            {"train.runtime.device": "cpu", "train.progress": False},
+            None,
+        ),
+        (["train.lr=0.1"], None, "--set train.lr: a finished run's config can only be changed"),
+        (["seed=3"], None, "--set seed"),
+        (["cache=/c", "train=x"], None, "--set train:"),
+        (["train.runtime=cpu"], None, "--set train.runtime:"),  # a section, not a field
+        (["train.runtime.device=tpu"], None, "train.runtime.device"),  # still validated
+        (["train.runtime.workers"], None, "expected key=value"),
+    ],
+)
+def test_apply_runtime_overrides(overrides, expected, error):
+    cfg = load_config(RunCfg, overrides=["train.lr=0.5", "seed=7"])
+    if error is not None:
+        with pytest.raises(ConfigError, match=error) as info:
+            apply_runtime_overrides(cfg, overrides)
+        if "finished run" in error:
+            assert "runtime fields: cache, train.progress" in str(info.value)
+        return
+    out = apply_runtime_overrides(cfg, overrides)
+    flat = config_to_dict(out)
+    for key, value in expected.items():
+        node = flat
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key
+    assert out.train.lr == 0.5 and out.seed == 7  # the rest is kept
+    assert config_fingerprint(out) == config_fingerprint(cfg)
+
+
+def test_apply_runtime_overrides_without_overrides_returns_the_config():
+    cfg = RunCfg()
+    assert apply_runtime_overrides(cfg, []) is cfg
+
+
+# --------------------------------------------------------------------------- narrow
+
+
+class Lr(StrictModel):
+    lr: float = 1e-3
+    warmup: int = 0
+
+
+class Combined(Lr, Train):
+    extra: str = "x"
+
+
+def test_narrow_picks_the_declared_fields():
+    combined = Combined(lr=0.5, warmup=2, epochs=9, extra="y")
+    lr = Lr.narrow(combined)
+    assert type(lr) is Lr and lr == Lr(lr=0.5, warmup=2)
+    train = Train.narrow(combined)
+    assert type(train) is Train and train.epochs == 9 and train.lr == 0.5
+
+
+def test_narrow_returns_the_same_object_for_its_own_type_and_validates():
+    lr = Lr(lr=0.2)
+    assert Lr.narrow(lr) is lr
+
+    class Loose(StrictModel):
+        lr: str = "fast"  # same name, incompatible type
+
+    with pytest.raises(ValidationError, match="lr"):
+        Lr.narrow(Loose())
+
+    class Partial(StrictModel):
+        warmup: int = 5
+
+    assert Lr.narrow(Partial()) == Lr(warmup=5)  # missing fields take their defaults

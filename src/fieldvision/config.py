@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,15 +43,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     @classmethod
-    def narrow(cls: type[M], section: BaseModel) -> M:
+    def narrow(cls: type[M], section: BaseModel | Mapping[str, Any]) -> M:
         """This config built from the fields of `section` that it declares.
 
         Pipeline sections inherit the configs of the pieces they drive (a model config plus
         training fields, say); this picks one piece back out, e.g. to record the model's
-        own config in its weights file.
+        own config in its weights file. A mapping (what a checkpoint hands back) works too.
         """
         if type(section) is cls:
             return section  # type: ignore[return-value]
+        if isinstance(section, Mapping):
+            return cls.model_validate({k: v for k, v in section.items() if k in cls.model_fields})
         return cls.model_validate(section.model_dump(include=set(cls.model_fields)))
 
 

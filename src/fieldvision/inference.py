@@ -101,8 +101,8 @@ def predict_views(
         description: Progress-bar label.
 
     Returns:
-        ``[ {name: np.ndarray[N, ...] float32} for each view ]`` in `views` order (arrays
-        with no rows when `data` is empty and `call` was never run).
+        ``[ {name: np.ndarray[N, ...] float32} for each view ]`` in `views` order; empty
+        dicts when `data` is empty (`call` never ran, so its keys are unknown).
     """
     dev = resolve_device(device)
     model = model.eval().to(dev)

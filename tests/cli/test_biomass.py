@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fieldvision.data.synthetic.pasture import generate_pasture_dataset
 TINY = [
     "--folds", "2", "--epochs", "1",
     "--set", "data.clean.size=[64,128]", "--set", "phase1.input_size=[32,64]",
-    "--set", "phase2.global_size=[32,64]", "--set", "train.progress=false",
+    "--set", "phase2.global_size=[32,64]", "--no-progress",
     "--set", "data.batch_size=8",
 ]  # fmt: skip
 
@@ -38,6 +39,7 @@ def run_dir(dataset: Path, tmp_path_factory) -> Path:
 def test_train_predict_evaluate_end_to_end(dataset, run_dir, tmp_path, capsys):
     for name in ("config.yaml", "folds.csv", "oof.csv", "metrics.json", "report.md", "scatter.png"):
         assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "done"
     for k in (0, 1):
         assert (run_dir / "phase1" / f"fold{k}" / "model.safetensors").is_file()
         assert (run_dir / "phase2" / f"fold{k}" / "model.safetensors").is_file()
@@ -99,6 +101,17 @@ def _break_image(data: Path, how: str) -> None:
         first.write_bytes(b"this is not a jpeg")
     elif how == "truncated":
         first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    elif how == "huge":  # a valid JPEG header claiming 30000 x 15000 pixels
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 4)).save(buf, "JPEG")
+        raw = bytearray(buf.getvalue())
+        sof = raw.index(b"\xff\xc0")
+        raw[sof + 5 : sof + 9] = (15000).to_bytes(2, "big") + (30000).to_bytes(2, "big")
+        first.write_bytes(bytes(raw))
 
 
 @pytest.mark.parametrize(
@@ -115,6 +128,7 @@ def _break_image(data: Path, how: str) -> None:
         (lambda d: _break_image(d, "missing"), "not found"),
         (lambda d: _break_image(d, "corrupt"), ".jpg"),
         (lambda d: _break_image(d, "truncated"), ".jpg"),
+        (lambda d: _break_image(d, "huge"), "data.max_image_pixels"),
     ],
     ids=[
         "missing-column",
@@ -128,6 +142,7 @@ def _break_image(data: Path, how: str) -> None:
         "image-missing",
         "image-corrupt",
         "image-truncated",
+        "image-over-pixel-limit",
     ],
 )
 def test_bad_training_input_is_a_clear_error_with_no_outputs(
@@ -141,11 +156,18 @@ def test_bad_training_input_is_a_clear_error_with_no_outputs(
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and message.lower() in err.lower()
-    assert not (out / "oof.csv").exists() and not (out / "metrics.json").exists()
+    assert not out.exists()  # everything is validated before the run directory is made
+    # The corrected input then trains into the same --out without complaint.
+    assert main(["biomass", "train", "--data", str(dataset), "--out", str(out), *TINY]) == 0
 
 
 def _unfinish(run: Path) -> None:
-    text = (run / "run.json").read_text().replace('"complete"', '"running"')
+    text = (run / "run.json").read_text().replace('"done"', '"running"')
+    (run / "run.json").write_text(text)
+
+
+def _fail(run: Path) -> None:
+    text = (run / "run.json").read_text().replace('"done"', '"failed"')
     (run / "run.json").write_text(text)
 
 
@@ -158,11 +180,12 @@ def _reconfigure(run: Path) -> None:
     ("edit_run", "edit_data", "message"),
     [
         (_unfinish, None, "unfinished"),
+        (_fail, None, "failed"),
         (_reconfigure, None, "differs from the config"),
         (lambda r: (r / "run.json").unlink(), None, "not a run directory"),
         (None, lambda d: next((d / "test").glob("*.jpg")).unlink(), "test"),
     ],
-    ids=["unfinished-run", "edited-config", "not-a-run", "test-image-missing"],
+    ids=["unfinished-run", "failed-run", "edited-config", "not-a-run", "test-image-missing"],
 )
 def test_bad_predict_input_writes_no_submission(
     dataset, run_dir, tmp_path, capsys, edit_run, edit_data, message
@@ -197,4 +220,43 @@ def test_a_different_config_cannot_resume_a_run(dataset, run_dir, tmp_path, caps
             "phase2.aggregation=mean",
         ]
     )
-    assert code == 2 and "different config" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "different config (phase2.aggregation)" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "phase1.enabled=false"], "phase1.enabled=false conflicts"),
+        (["--set", "phase2.aggregation=max"], "phase2.aggregation"),
+        (["--config", "no_such_recipe"], "config file not found"),
+        (["--device", "tpu"], "train.device"),
+    ],
+    ids=["phase1-off-with-film", "bad-aggregation", "missing-config", "bad-device"],
+)
+def test_bad_config_is_refused_before_anything_is_written(dataset, tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    code = main(["biomass", "train", "--data", str(dataset), "--out", str(out), *TINY, *args])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_failed_run_is_replaced_by_the_corrected_rerun(dataset, run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    _fail(run)
+    (run / "stale.txt").write_text("left by the failed attempt")
+    args = ["biomass", "train", "--data", str(dataset), "--out", str(run), *TINY]
+    assert main([*args, "--set", "phase2.aggregation=mean"]) == 0
+    assert not (run / "stale.txt").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "done"
+
+
+def test_predict_accepts_runtime_overrides_only(dataset, run_dir, tmp_path, capsys):
+    sub = tmp_path / "sub.csv"
+    base = ["biomass", "predict", "--run", str(run_dir), "--data", str(dataset), "--out", str(sub)]
+    assert main([*base, "--set", "data.num_workers=0", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main([*base[:-1], str(tmp_path / "x.csv"), "--set", "phase2.lr=1"]) == 2
+    assert "runtime fields" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

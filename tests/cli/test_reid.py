@@ -54,7 +54,7 @@ def test_synth_train_embed_search_pairs_evaluate(data, run, tmp_path, capsys):
         "train",
         "test",
     }
-    for name in ("config.yaml", "model.safetensors", "metrics.json", "best.ckpt"):
+    for name in ("run.json", "config.yaml", "metrics.json", "train/model.safetensors"):
         assert (run / name).is_file(), name
     g, q = tmp_path / "g.npz", tmp_path / "q.npz"
     assert (
@@ -128,7 +128,7 @@ def _case_not_a_run(tmp: Path, data: Path, run: Path) -> tuple[list[str], str]:
         "--out",
         str(tmp / "e.npz"),
     ]
-    return args, "not a reid run"
+    return args, "not a run directory"
 
 
 def _case_dim_mismatch(tmp: Path, data: Path, run: Path) -> tuple[list[str], str]:
@@ -185,7 +185,7 @@ def _case_wrong_protocol(tmp: Path, data: Path, run: Path) -> tuple[list[str], s
         str(data),
         "--protocol",
         "open",
-    ], "closed"
+    ], "no open set"
 
 
 def _case_synth_one_identity(tmp: Path, data: Path, run: Path) -> tuple[list[str], str]:
@@ -214,8 +214,41 @@ def _case_unknown_pair_image(tmp: Path, data: Path, run: Path) -> tuple[list[str
     ], "ghost.png"
 
 
+def _case_p_above_identities(tmp: Path, data: Path, run: Path) -> tuple[list[str], str]:
+    args = ["reid", "train", "--data", str(data), "--out", str(tmp / "r"), *TINY]
+    return [*args, "--set", "train.p=40"], "train.p=40"
+
+
+def _case_corrupt_image(tmp: Path, data: Path, run: Path) -> tuple[list[str], str]:
+    import shutil
+
+    bad = tmp / "bad"
+    shutil.copytree(data, bad)
+    sorted((bad / "train").glob("*.png"))[2].write_bytes(b"\x89PNG broken")
+    return ["reid", "train", "--data", str(bad), "--out", str(tmp / "r"), *TINY], "row"
+
+
+def _case_escaping_name(tmp: Path, data: Path, run: Path) -> tuple[list[str], str]:
+    bad = tmp / "bad"
+    bad.mkdir()
+    frame = pd.read_csv(data / "train.csv")
+    frame.loc[1, "filename"] = "../../../etc/passwd"
+    frame.to_csv(bad / "train.csv", index=False)
+    (bad / "train").symlink_to(data / "train")
+    return ["reid", "train", "--data", str(bad), "--out", str(tmp / "r"), *TINY], "outside"
+
+
+def _case_training_override_on_a_finished_run(tmp, data, run):
+    args = ["reid", "embed", "--run", str(run), "--images", str(data / "test")]
+    return [*args, "--out", str(tmp / "e.npz"), "--set", "model.embedding_dim=8"], "runtime"
+
+
 CASES = [
     _case_missing_data,
+    _case_p_above_identities,
+    _case_corrupt_image,
+    _case_escaping_name,
+    _case_training_override_on_a_finished_run,
     _case_bad_set,
     _case_missing_image,
     _case_not_a_run,
@@ -231,7 +264,12 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__.removeprefix("_case_") for c in CASES])
 def test_bad_input_exits_2_with_message(case, data, run, tmp_path, capsys):
     args, fragment = case(tmp_path, data, run)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    run_files = sorted(p for p in run.rglob("*"))
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and fragment in err, err
+    # Nothing was written anywhere: no --out directory, no output file, no temp files.
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert sorted(p for p in run.rglob("*")) == run_files

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from fieldvision.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     EvalTransform,
     TrainTransform,
     background_only,
@@ -16,7 +14,6 @@ from fieldvision.data.transforms import (
     foreground_only,
     hflip,
     mixup,
-    normalize,
     random_background,
     random_erasing,
     random_resized_crop,
@@ -107,24 +104,42 @@ def test_background_ops_respect_mask():
     assert random_background(img, None) is img
 
 
-def test_eval_transform_views_and_normalisation():
+def test_eval_transform_views_stay_in_unit_range():
+    # Models normalise inside: the transform resizes and nothing else (no mean/std).
     img, mask = to_tensor(_rgba())
     full, m = EvalTransform((24, 24))(img, mask)
     assert full.shape == (3, 24, 24) and m.shape == (1, 24, 24)
-    torch.testing.assert_close(full, normalize(resize(img, (24, 24))))
+    torch.testing.assert_close(full, resize(img, (24, 24)), rtol=0, atol=0)
     fg, _ = EvalTransform((24, 24), view="foreground")(img, mask)
     bg, _ = EvalTransform((24, 24), view="background")(img, mask)
+    torch.testing.assert_close(fg, foreground_only(full, m), rtol=0, atol=0)
+    torch.testing.assert_close(bg, background_only(full, m), rtol=0, atol=0)
     assert not torch.equal(fg, bg)
-    with pytest.raises(ValueError):
-        EvalTransform(view="side")
+    for out in (full, fg, bg):
+        assert out.min() >= 0 and out.max() <= 1
 
 
-def test_normalize_batch_and_single():
-    x = torch.ones(2, 3, 4, 4)
-    out = normalize(x)
-    expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
-    torch.testing.assert_close(out[0, :, 0, 0], expected)
-    torch.testing.assert_close(normalize(x[0]), out[0])
+@pytest.mark.parametrize(
+    ("kw", "error"),
+    [({"view": "side"}, ValueError), ({"view": "Full"}, ValueError)],
+)
+def test_eval_transform_bad_view(kw, error):
+    with pytest.raises(error, match="view"):
+        EvalTransform(**kw)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_train_transform_output_stays_in_unit_range(seed):
+    img, mask = to_tensor(_rgba())
+    t = TrainTransform(size=(32, 32), erase_p=1.0, background_p=1.0, brightness=0.8)
+    out, m = t(img, mask, torch_generator(seed))
+    assert out.shape == (3, 32, 32) and m.shape == (1, 32, 32)
+    assert out.min() >= 0 and out.max() <= 1
+    # Not normalised: an all-white image stays white where nothing random touched it.
+    white, _ = TrainTransform(size=(8, 8), flip_p=0, brightness=0, saturation=0, erase_p=0)(
+        torch.ones(3, 20, 20), None, torch_generator(seed)
+    )
+    torch.testing.assert_close(white, torch.ones(3, 8, 8))
 
 
 def test_mixup():

@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
-from fieldvision.data.biomass import TARGET_WEIGHTS, TARGETS
 from fieldvision.errors import ConfigError
 from fieldvision.models.biomass import (
-    BIOMASS_WEIGHTS,
     Phase1Config,
     Phase1Model,
     Phase2Config,
@@ -23,21 +22,19 @@ from fieldvision.models.biomass import (
 H, W = 64, 128  # tiny 2:1 images; 2×4 tiles are 32×32
 
 
-def _p2(**kw) -> Phase2Model:
+def _p2(target_scale=None, meta_dim=4, **kw) -> Phase2Model:
     torch.manual_seed(0)
     kw.setdefault("global_size", (32, 64))
     kw.setdefault("fusion_dim", 32)
     kw.setdefault("hidden", 16)
-    return Phase2Model(Phase2Config(**kw))
+    return Phase2Model(Phase2Config(**kw), meta_dim=meta_dim, target_scale=target_scale)
 
 
-def _p1(**kw) -> Phase1Model:
+def _p1(n_species=3, n_states=4, **kw) -> Phase1Model:
     torch.manual_seed(0)
     kw.setdefault("input_size", (32, 64))
     kw.setdefault("hidden", 16)
-    kw.setdefault("n_species", 3)
-    kw.setdefault("n_states", 4)
-    return Phase1Model(Phase1Config(**kw))
+    return Phase1Model(Phase1Config(**kw), n_species=n_species, n_states=n_states)
 
 
 # --------------------------------------------------------------------------- Phase 1
@@ -206,6 +203,24 @@ def test_phase2_film_is_identity_at_init_and_meta_rules():
         model(torch.rand(2, H, W), torch.randn(2, 4))
 
 
+def test_phase2_meta_dim_is_a_constructor_dim():
+    model = _p2(meta_dim=6).eval()
+    x = torch.rand(2, 3, H, W)
+    assert model.dims["meta_dim"] == 6
+    assert model(x, torch.randn(2, 6))["targets"].shape == (2, 5)
+    with pytest.raises(ValueError, match=r"meta must be Tensor\[2, 6\]"):
+        model(x, torch.randn(2, 4))
+
+
+def test_models_narrow_a_section_that_extends_their_config():
+    class Section(Phase2Config):
+        epochs: int = 3
+
+    model = Phase2Model(Section(global_size=(32, 64), fusion_dim=32, hidden=16, epochs=9))
+    assert type(model.cfg) is Phase2Config
+    assert model.cfg.global_size == (32, 64) and model.cfg.fusion_dim == 32
+
+
 def test_phase2_target_scale_multiplies_components_and_is_saved():
     base = _p2().eval()
     scaled = _p2(target_scale=(10.0, 2.0, 4.0, 14.0, 16.0)).eval()
@@ -229,17 +244,18 @@ def test_phase2_gradients_reach_every_part():
 
 
 @pytest.mark.parametrize(
-    ("kw", "match"),
+    ("kw", "error", "match"),
     [
-        ({"aggregation": "max"}, "aggregation"),
-        ({"target_scale": (1.0, 2.0)}, "target_scale"),
-        ({"target_scale": (1.0, 1.0, 0.0, 1.0, 1.0)}, "target_scale"),
-        ({"tile_grid": (0, 4)}, "tile_grid"),
-        ({"num_heads": 5}, "num_heads"),
+        ({"aggregation": "max"}, ValidationError, "aggregation"),  # the pydantic config
+        ({"num_heads": 0}, ValidationError, "num_heads"),
+        ({"target_scale": (1.0, 2.0)}, ConfigError, "target_scale"),  # a data-derived dim
+        ({"target_scale": (1.0, 1.0, 0.0, 1.0, 1.0)}, ConfigError, "target_scale"),
+        ({"tile_grid": (0, 4)}, ConfigError, "tile_grid"),
+        ({"num_heads": 5}, ConfigError, "num_heads"),  # 96 backbone channels / 5 heads
     ],
 )
-def test_phase2_config_errors(kw, match):
-    with pytest.raises(ConfigError, match=match):
+def test_phase2_config_errors(kw, error, match):
+    with pytest.raises(error, match=match):
         _p2(**kw)
 
 
@@ -271,10 +287,6 @@ def test_weighted_loss_weights_matter_and_reductions():
     per = weighted_biomass_loss(err_total, target, reduction="none")
     torch.testing.assert_close(per, torch.full((2,), 0.5))
     torch.testing.assert_close(weighted_biomass_loss(err_total, target, reduction="sum"), per.sum())
-
-
-def test_default_weights_match_data_layer():
-    assert tuple(TARGET_WEIGHTS[t] for t in TARGETS) == BIOMASS_WEIGHTS == (0.1, 0.1, 0.1, 0.2, 0.5)
 
 
 def test_weighted_loss_huber_is_linear_for_large_errors():

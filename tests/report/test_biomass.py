@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fieldvision.data.biomass import TARGETS
 from fieldvision.report.biomass import error_by_group, write_biomass_report
+from fieldvision.schemas.biomass import TARGETS
 
 
 def _wide(n=12):

@@ -1,8 +1,7 @@
-"""Biomass Lightning systems, optimiser and warmup-cosine schedule (tiny CPU runs)."""
+"""Biomass Lightning systems: Phase-1 / Phase-2 losses, metrics and checkpoints (tiny CPU runs)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pandas as pd
@@ -10,20 +9,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fieldvision.errors import RunError
+from fieldvision.inference import predict_views
 from fieldvision.models.biomass import Phase1Config, Phase1Model, Phase2Config, Phase2Model
-from fieldvision.training.biomass import (
-    OptimConfig,
-    Phase1System,
-    Phase2System,
-    build_optimizer,
-    load_biomass_model,
-    phase1_metrics,
-    warmup_cosine,
-)
+from fieldvision.models.registry import create_model
+from fieldvision.training.biomass import Phase1System, Phase2System, phase1_metrics
+from fieldvision.training.optim import OptimConfig
 from fieldvision.training.trainer import build_trainer
 
 H, W = 64, 128  # tiny 2:1 images: 2×4 tiles of 32×32 through fv_tiny_cnn
+SCALE = (10.0, 5.0, 2.5, 12.5, 17.5)
 
 
 class _DictDataset(Dataset):
@@ -50,15 +44,19 @@ def _biomass_data(n: int = 16) -> dict[str, torch.Tensor]:
 def _phase2(**kw) -> Phase2Model:
     torch.manual_seed(0)
     cfg = {"global_size": (32, 64), "fusion_dim": 32, "hidden": 32, "dropout": 0.0}
-    cfg["target_scale"] = (10.0, 5.0, 2.5, 12.5, 17.5)
     cfg.update(kw)
-    return Phase2Model(Phase2Config(**cfg))
+    return Phase2Model(Phase2Config(**cfg), meta_dim=4, target_scale=SCALE)
+
+
+def _phase2_call(model, batch):
+    return model(batch["image"], batch.get("meta"))
 
 
 def _trainer(tmp_path, epochs: int, monitor: str = "val_r2", mode: str = "max"):
     return build_trainer(
         tmp_path,
         epochs,
+        device="cpu",
         progress=False,
         patience=None,
         monitor=monitor,
@@ -67,67 +65,30 @@ def _trainer(tmp_path, epochs: int, monitor: str = "val_r2", mode: str = "max"):
     )
 
 
-# --------------------------------------------------------------------------- schedule
-
-
-def test_warmup_cosine_values():
-    total, warm, floor = 100, 10, 0.05
-    assert warmup_cosine(0, total, warm, floor) == pytest.approx(0.1)  # step 0 already learns
-    assert warmup_cosine(9, total, warm, floor) == pytest.approx(1.0)  # end of warmup
-    assert warmup_cosine(10, total, warm, floor) == pytest.approx(1.0)  # cosine starts at 1
-    assert warmup_cosine(55, total, warm, floor) == pytest.approx((1 + floor) / 2)  # halfway
-    assert warmup_cosine(100, total, warm, floor) == pytest.approx(floor)  # end
-    assert warmup_cosine(500, total, warm, floor) == pytest.approx(floor)  # flat after
-    assert warmup_cosine(0, total, 0, floor) == pytest.approx(1.0)  # no warmup
-    values = [warmup_cosine(s, total, warm, floor) for s in range(10, 101)]
-    assert all(a >= b for a, b in itertools.pairwise(values))
-
-
-def test_build_optimizer_groups_and_stepped_lr():
-    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
-    cfg = OptimConfig(lr=1.0, weight_decay=0.1, min_lr_ratio=0.0)
-    opt, sched = build_optimizer(model.parameters(), cfg, total_steps=6, warmup_steps=2)
-    assert isinstance(opt, torch.optim.AdamW)
-    decays = sorted((g["weight_decay"], len(g["params"])) for g in opt.param_groups)
-    assert decays == [(0.0, 3), (0.1, 1)]  # only the Linear weight is decayed
-    lrs = []
-    for _ in range(7):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    expected = [
-        0.5,
-        1.0,
-        1.0,
-        0.5 + 0.5 * math.cos(math.pi / 4),
-        0.5,
-        0.5 - 0.5 * math.cos(math.pi / 4),
-        0,
-    ]
-    assert lrs == pytest.approx(expected, abs=1e-9)
-
-
 # --------------------------------------------------------------------------- Phase 2
 
 
 def test_phase2_overfits_a_tiny_batch_and_logs_val_r2(tmp_path):
-    data = _biomass_data()
-    loader = DataLoader(_DictDataset(data), batch_size=16)
-    system = Phase2System(_phase2(), OptimConfig(lr=3e-3, warmup_epochs=0))
-    trainer = _trainer(tmp_path, 30)
+    data = _biomass_data(8)
+    loader = DataLoader(_DictDataset(data), batch_size=8)
+    system = Phase2System(_phase2(), OptimConfig(lr=1e-2, warmup_epochs=0))
+    assert (system.monitor, system.mode) == ("val_r2", "max")
+    trainer = _trainer(tmp_path, 10)
     trainer.fit(system, loader, loader)
     log = pd.read_csv(tmp_path / "metrics.csv")
     train = log["train_loss_step"].dropna().to_numpy()
     assert train[-1] < 0.5 * train[0]
     r2 = log["val_r2"].dropna().to_numpy()
-    assert len(r2) == 30 and r2[-1] > r2[0]
+    assert len(r2) == 10 and r2[-1] > r2[0]
     assert "val_loss" in trainer.callback_metrics
-    assert system.hparams["model_config"]["tile_grid"] == (2, 4)
+    record = system.hparams["model_record"]
+    assert record["name"] == "biomass_phase2"
+    assert record["config"]["tile_grid"] == [2, 4]
+    assert record["dims"] == {"meta_dim": 4, "target_scale": list(SCALE)}
     assert "model" not in system.hparams
 
-    preds = trainer.predict(system, DataLoader(_DictDataset(data), batch_size=5))
-    assert [p["targets"].shape for p in preds] == [(5, 5), (5, 5), (5, 5), (1, 5)]
-    assert all(p["tile_weights"].shape == (len(p["targets"]), 8) for p in preds)
+    (preds,) = predict_views(system.model, _DictDataset(data), _phase2_call, batch_size=3)
+    assert preds["targets"].shape == (8, 5) and preds["tile_weights"].shape == (8, 8)
 
 
 def test_phase2_without_film_or_tiles_needs_no_meta(tmp_path):
@@ -138,34 +99,60 @@ def test_phase2_without_film_or_tiles_needs_no_meta(tmp_path):
     trainer = _trainer(tmp_path, 1)
     trainer.fit(system, loader, loader)
     assert math.isfinite(float(trainer.callback_metrics["val_r2"]))
-    preds = trainer.predict(system, loader)
-    assert preds[0]["targets"].shape == (4, 5) and preds[0]["tile_weights"] is None
-
-    # The checkpoint is plain data (weights_only) and rebuilds the same model.
-    ckpt = torch.load(tmp_path / "best.ckpt", weights_only=True)
-    assert ckpt["hyper_parameters"]["optim"]["lr"] == OptimConfig().lr
-    model = load_biomass_model(tmp_path / "best.ckpt")
-    assert isinstance(model, Phase2Model) and not model.training
-    assert not model.cfg.use_tiles and model.cfg.global_size == (32, 64)
     with torch.no_grad():
-        expected = system.model.eval()(data["image"][:4])["targets"]
-        torch.testing.assert_close(model(data["image"][:4])["targets"], expected)
-    reloaded = Phase2System.load_from_checkpoint(tmp_path / "best.ckpt", model=model)
+        out = system.model.eval()(data["image"][:4])
+    assert out["targets"].shape == (4, 5) and out["tile_weights"] is None
+
+    # The checkpoint is plain data (weights_only); its model record rebuilds the model.
+    ckpt = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["optim"] == OptimConfig().model_dump() and hp["loss_kind"] == "huber"
+    record = hp["model_record"]
+    model = create_model(record["name"], record["config"], **record["dims"])
+    assert isinstance(model, Phase2Model)
+    assert not model.cfg.use_tiles and model.cfg.global_size == (32, 64)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    model.load_state_dict(state, strict=True)
+    torch.testing.assert_close(model.target_scale, torch.tensor(SCALE))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(data["image"][:4])["targets"], out["targets"])
+
+    reloaded = Phase2System.load_from_checkpoint(
+        tmp_path / "best.ckpt", model=_phase2(use_film=False, use_tiles=False)
+    )
     assert reloaded.loss_kind == "huber" and reloaded.optim == OptimConfig()
+    for key, value in system.model.state_dict().items():
+        torch.testing.assert_close(reloaded.model.state_dict()[key], value)
 
 
 @pytest.mark.parametrize(
-    ("setup", "match"),
-    [("missing", "not found"), ("garbage", "cannot read"), ("foreign", "not a biomass")],
+    ("bad", "error"),
+    [
+        ({"meta": None}, "needs meta"),  # FiLM on, no meta in the batch
+        ({"meta": torch.zeros(2, 3)}, "meta must be"),
+        ({"image": torch.zeros(2, 1, H, W)}, "expected image"),
+    ],
 )
-def test_load_biomass_model_errors(tmp_path, setup, match):
-    path = tmp_path / "x.ckpt"
-    if setup == "garbage":
-        path.write_bytes(b"not a checkpoint")
-    elif setup == "foreign":
-        torch.save({"state_dict": {}, "hyper_parameters": {"model_class": "Other"}}, path)
-    with pytest.raises(RunError, match=match):
-        load_biomass_model(path)
+def test_phase2_step_rejects_bad_batches(bad, error):
+    data = _biomass_data(2)
+    batch = {**data, **bad}
+    if batch["meta"] is None:
+        del batch["meta"]
+    with pytest.raises(ValueError, match=error):
+        Phase2System(_phase2())._shared_step(batch, "train")
+
+
+def test_phase2_val_step_collects_and_diverged_predictions_give_nan():
+    system = Phase2System(_phase2())
+    data = _biomass_data(4)
+    out = system._shared_step(data, "val")
+    assert set(out.collect) == {"pred", "true"} and out.collect["pred"].shape == (4, 5)
+    assert system._shared_step(data, "train").collect == {}
+    perfect = system.epoch_metrics({"pred": data["targets"], "true": data["targets"]})
+    assert perfect == {"r2": pytest.approx(1.0)}
+    diverged = data["targets"].clone()
+    diverged[0, 0] = float("nan")
+    assert math.isnan(system.epoch_metrics({"pred": diverged, "true": data["targets"]})["r2"])
 
 
 # --------------------------------------------------------------------------- Phase 1
@@ -188,8 +175,10 @@ def _phase1_data(n: int = 8) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("use_state", [True, False])
 def test_phase1_system_logs_task_metrics(tmp_path, use_state):
     torch.manual_seed(0)
-    cfg = Phase1Config(input_size=(32, 64), hidden=16, n_species=3, n_states=2, use_state=use_state)
-    system = Phase1System(Phase1Model(cfg), OptimConfig(), {"species": 0.5})
+    cfg = Phase1Config(input_size=(32, 64), hidden=16, use_state=use_state)
+    model = Phase1Model(cfg, n_species=3, n_states=2)
+    system = Phase1System(model, OptimConfig(), {"species": 0.5})
+    assert (system.monitor, system.mode) == ("val_loss", "min")
     loader = DataLoader(_DictDataset(_phase1_data()), batch_size=4)
     trainer = _trainer(tmp_path, 2, monitor="val_loss", mode="min")
     trainer.fit(system, loader, loader)
@@ -198,10 +187,11 @@ def test_phase1_system_logs_task_metrics(tmp_path, use_state):
         assert key in metrics and math.isfinite(float(metrics[key])), key
     assert ("val_state_acc" in metrics) == use_state
     assert 0 <= float(metrics["val_month_err"]) <= 6
-    preds = trainer.predict(system, loader)
-    assert set(preds[0]) == {"month", "ndvi", "height", "species"} | (
-        {"state"} if use_state else set()
-    )
+    assert system.hparams["task_weights"] == {"species": 0.5}
+    assert system.hparams["model_record"]["dims"] == {"n_species": 3, "n_states": 2}
+    with torch.no_grad():
+        out = model.eval()(_phase1_data(2)["image"])
+    assert set(out) == {"month", "ndvi", "height", "species"} | ({"state"} if use_state else set())
 
 
 def test_phase1_metrics_hand_values():

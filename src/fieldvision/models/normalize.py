@@ -26,12 +26,21 @@ class Normalize(nn.Module):
 
     def __init__(
         self,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), False)
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std need one value per channel, got {mean} and {std}")
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), False)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, 3, H, W) in [0, 1]
+    @classmethod
+    def for_channels(cls, n: int) -> Normalize:
+        """ImageNet statistics for 3 channels; their grey mean/std repeated otherwise."""
+        if n == 3:
+            return cls()
+        return cls((0.449,) * n, (0.226,) * n)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) in [0, 1]
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -63,6 +63,13 @@ class ModelSpec:
 MODELS: Registry[ModelSpec] = Registry("model")
 
 
+def _builtin_models() -> None:
+    """Import the modules that register fieldvision's own models (lazily: they pull in
+    timm), so a weights file can be loaded in a process that imported nothing else."""
+    import fieldvision.models.biomass
+    import fieldvision.models.reid  # noqa: F401
+
+
 def register_model(name: str, config: type[BaseModel]) -> Callable[[M], M]:
     """Class decorator registering a model under `name` with its config class.
 
@@ -89,6 +96,7 @@ def create_model(name: str, cfg: BaseModel | Mapping[str, Any], **dims: Any) -> 
     Raises:
         ConfigError: Unknown name, or a config that does not validate.
     """
+    _builtin_models()
     spec = MODELS.get(name)
     if not isinstance(cfg, BaseModel):
         try:
@@ -100,6 +108,7 @@ def create_model(name: str, cfg: BaseModel | Mapping[str, Any], **dims: Any) -> 
 
 def model_record(model: nn.Module) -> dict[str, Any]:
     """``{"name", "config", "dims"}`` of a registered model (JSON-safe)."""
+    _builtin_models()
     name = getattr(model, "registry_name", None)
     if name is None or name not in MODELS:
         raise TypeError(f"{type(model).__name__} is not a registered model")
@@ -159,7 +168,10 @@ def load_model(path: str | os.PathLike[str], map_location: str = "cpu") -> nn.Mo
         raise RunError(f"{path}: damaged model record") from None
     if "pretrained" in config:
         config["pretrained"] = False
-    model = create_model(meta[_META_NAME], config, **dims)
+    try:
+        model = create_model(meta[_META_NAME], config, **dims)
+    except (ConfigError, TypeError) as exc:
+        raise RunError(f"{path}: damaged or incompatible model record ({exc})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

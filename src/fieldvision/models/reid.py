@@ -53,7 +53,7 @@ class ReIDModel(nn.Module):
         self.cfg = ReIDModelConfig.narrow(cfg) if cfg is not None else ReIDModelConfig()
         self.dims: dict[str, int] = {}
         cfg = self.cfg
-        self.normalize = Normalize()
+        self.normalize = Normalize.for_channels(cfg.in_chans)
         self.backbone = create_backbone(
             cfg.backbone,
             pretrained=cfg.pretrained,

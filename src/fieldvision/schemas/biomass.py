@@ -81,6 +81,10 @@ def derive_targets(components: A) -> A:
         The same type, ``[..., 5]`` in `TARGETS` order:
         ``(green, dead, clover, green + clover, green + dead + clover)``.
     """
+    if components.shape[-1] != len(COMPONENTS):  # type: ignore[attr-defined]
+        raise ValueError(
+            f"components must be [..., 3] (green, dead, clover), got {tuple(components.shape)}"  # type: ignore[attr-defined]
+        )
     green, dead, clover = (components[..., j] for j in range(3))  # type: ignore[index]
     gdm = green + clover
     total = gdm + dead

@@ -27,10 +27,11 @@ from torch.utils.data import DataLoader
 
 from fieldvision.config import StrictModel, runtime_field
 from fieldvision.console import console
+from fieldvision.errors import DataError
 from fieldvision.models.registry import load_model, save_model
 from fieldvision.seeding import seed_everything
 from fieldvision.training.system import TaskSystem
-from fieldvision.training.trainer import FitResult, build_trainer, fit_resumable
+from fieldvision.training.trainer import BEST_NAME, FitResult, build_trainer, fit_resumable
 
 __all__ = [
     "MODEL_FILE",
@@ -92,6 +93,11 @@ class Split:
 def kfold_splits(folds: np.ndarray) -> list[Split]:
     """One `Split` per fold id (``fold{k}``: train on the others, validate on fold k)."""
     folds = np.asarray(folds)
+    if folds.size == 0:
+        raise DataError("no samples to split into folds")
+    ids = np.unique(folds)
+    if ids[0] < 0 or not np.array_equal(ids, np.arange(len(ids))):
+        raise DataError(f"fold ids must be 0..K-1 with every fold used, got {ids.tolist()}")
     return [
         Split(f"fold{k}", np.flatnonzero(folds != k), np.flatnonzero(folds == k))
         for k in range(int(folds.max()) + 1)
@@ -118,10 +124,16 @@ class FittedSplit:
 
 
 def _load_best(model: nn.Module, split_dir: Path, result: FitResult) -> None:
-    """Copy the best (else the last) checkpoint's model weights into `model`."""
-    best = Path(result.best_path) if result.best_path else None
-    if best is None or not best.is_file():
-        best = split_dir / "last.ckpt"
+    """Copy the best (else the last) checkpoint's model weights into `model`.
+
+    The best checkpoint is looked up by name inside `split_dir` first: the absolute path
+    Lightning recorded goes stale when a run folder is moved or renamed.
+    """
+    candidates = [split_dir / f"{BEST_NAME}.ckpt"]
+    if result.best_path:
+        candidates.append(split_dir / Path(result.best_path).name)
+    candidates.append(split_dir / "last.ckpt")
+    best = next((c for c in candidates if c.is_file()), candidates[-1])
     if not best.is_file():
         return  # nothing was checkpointed: keep the final weights
     ckpt = torch.load(best, map_location="cpu", weights_only=True)

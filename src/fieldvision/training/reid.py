@@ -87,7 +87,7 @@ class ReIDSystem(TaskSystem):
         self,
         model: nn.Module,
         num_classes: int,
-        loss: MarginLossConfig | BaseModel | None = None,
+        loss: MarginLossConfig | BaseModel | Mapping[str, Any] | None = None,
         mixup_alpha: float = 0.0,
         mixup_prob: float = 0.5,
         optim: OptimConfig | BaseModel | Mapping[str, Any] | None = None,

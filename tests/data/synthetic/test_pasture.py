@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import re
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fieldvision.data.biomass import (
-    TARGETS,
-    TEST_COLUMNS,
-    TRAIN_COLUMNS,
-    check_images_exist,
-    read_test_table,
-    read_train_table,
-)
+from fieldvision.data.biomass import check_images_exist, read_test_table, read_train_table
 from fieldvision.data.images import read_rgb
 from fieldvision.data.synthetic.pasture import (
     CALIBRATION,
@@ -31,6 +22,7 @@ from fieldvision.data.synthetic.pasture import (
     sample_pasture_table,
 )
 from fieldvision.ops.cleaning import date_stamp_mask
+from fieldvision.schemas.biomass import TARGETS, TEST_COLUMNS, TRAIN_COLUMNS
 from fieldvision.seeding import numpy_rng
 
 REAL_TABLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "csiro" / "train.csv"
@@ -294,24 +286,3 @@ def test_visible_fractions_track_each_component():
     _, less_dead = _render(green=20.0, dead=5.0)
     assert more_dead.visible[1] > less_dead.visible[1] > 0
     assert sum(more_dead.visible) == pytest.approx(more_dead.cover)
-
-
-@pytest.mark.slow
-def test_render_speed_256x512():
-    table = sample_pasture_table(20, seed=0)
-    times = []
-    for i, r in enumerate(table.itertuples()):
-        start = time.process_time()
-        render_pasture(
-            r.true_green,
-            r.true_dead,
-            r.true_clover,
-            r.height,
-            r.month,
-            r.state,
-            size=(256, 512),
-            rng=numpy_rng(0, i),
-            stamp_text="2015/09/04",
-        )
-        times.append(time.process_time() - start)
-    assert statistics.median(times) < 0.05

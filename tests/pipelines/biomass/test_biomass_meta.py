@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fieldvision.pipelines.biomass_meta import MetaEncoder, month_angle
+from fieldvision.pipelines.biomass.meta import MetaEncoder, film_meta, month_angle
 
 
 def _wide():
@@ -41,3 +41,15 @@ def test_decode_month_inverts_the_angle_and_roundtrip_dict():
     sin, cos = month_angle(np.arange(1, 13))
     assert list(enc.decode_month(sin, cos)) == list(range(1, 13))
     assert MetaEncoder.from_dict(enc.to_dict()) == enc
+
+
+def test_film_meta_stacks_the_phase1_outputs_in_film_key_order():
+    outputs = {
+        "month": np.array([[0.1, 0.9], [0.2, 0.8]]),
+        "ndvi": np.array([1.0, 2.0]),
+        "height": np.array([-1.0, 3.0]),
+        "species": np.zeros((2, 4)),  # classification logits are not FiLM inputs
+    }
+    meta = film_meta(outputs)
+    assert meta.dtype == np.float32
+    np.testing.assert_allclose(meta, [[0.1, 0.9, 1.0, -1.0], [0.2, 0.8, 2.0, 3.0]])

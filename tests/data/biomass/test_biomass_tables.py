@@ -1,31 +1,21 @@
-"""CSIRO tables (validation with file/line/column messages) and the biomass Dataset."""
+"""CSIRO Kaggle tables: validation with file/line/column messages, images on disk."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
-from fieldvision.data.biomass import (
-    COMPONENTS,
-    TARGET_WEIGHTS,
-    TARGETS,
-    TEST_COLUMNS,
-    TRAIN_COLUMNS,
-    BiomassDataset,
-    check_images_exist,
-    read_test_table,
-    read_train_table,
-    to_long,
-)
-from fieldvision.data.cache import ImageCache
+from fieldvision.data.biomass import check_images_exist, read_test_table, read_train_table
 from fieldvision.data.images import write_image
 from fieldvision.errors import DataError
-from fieldvision.ops.cleaning import CleanConfig
+from fieldvision.schemas.biomass import TARGETS, TEST_COLUMNS, TRAIN_COLUMNS, to_long
 
+REAL_TABLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "csiro" / "train.csv"
 HEADER = ",".join(TRAIN_COLUMNS)
+
 # Alphabetical target order, as in the Kaggle file.
 KAGGLE_ORDER = ("Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g")
 
@@ -77,32 +67,25 @@ def test_read_train_table_pivots_to_one_row_per_image(tmp_path):
     assert wide.attrs["image_lines"]["train/ID1000000001.jpg"] == 7
 
 
+@pytest.mark.skipif(not REAL_TABLE.is_file(), reason="real CSIRO table not available")
 def test_read_the_real_table_if_present():
-    from pathlib import Path
-
-    real = Path(__file__).resolve().parents[3] / "shared" / "data" / "csiro" / "train.csv"
-    if not real.is_file():
-        pytest.skip("real CSIRO table not available")
-    wide = read_train_table(real)
+    wide = read_train_table(REAL_TABLE)
     assert len(wide) == 357
     assert set(wide["state"]) == {"Tas", "Vic", "NSW", "WA"}
     assert (wide[list(TARGETS)] >= 0).all().all()
+    long = to_long(wide["image_id"], wide[list(TARGETS)].to_numpy())
+    original = pd.read_csv(REAL_TABLE).set_index("sample_id")["target"]
+    assert long.set_index("sample_id")["target"].sort_index().equals(original.sort_index())
 
 
-def test_to_long_inverts_the_pivot(tmp_path):
+def test_schema_to_long_inverts_the_pivot(tmp_path):
     path = write(tmp_path, train_lines(2))
-    long = to_long(read_train_table(path))
+    wide = read_train_table(path)
+    long = to_long(wide["image_id"], wide[list(TARGETS)].to_numpy())
     assert list(long.columns) == ["sample_id", "target_name", "target"]
     assert len(long) == 10
     original = pd.read_csv(path).set_index("sample_id")["target"]
     assert long.set_index("sample_id")["target"].sort_index().equals(original.sort_index())
-
-
-def test_constants():
-    assert COMPONENTS == ("Dry_Green_g", "Dry_Dead_g", "Dry_Clover_g")
-    assert sum(TARGET_WEIGHTS.values()) == pytest.approx(1.0)
-    assert set(TARGET_WEIGHTS) == set(TARGETS)
-    assert TEST_COLUMNS == ("sample_id", "image_path", "target_name")
 
 
 # --------------------------------------------------------------------------- bad train tables
@@ -294,81 +277,3 @@ def test_check_images_exist_rejects_images_outside_the_split(tmp_path):
     make_images(tmp_path, "train", ["ID2000000000"])
     with pytest.raises(DataError, match="not inside test/"):
         check_images_exist(frame, tmp_path, "test")
-
-
-def test_listed_image_that_is_corrupt_fails_when_loaded(tmp_path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train" / "ID1.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    cache = ImageCache(tmp_path / "cache", CleanConfig(size=(16, 32)))
-    ds = BiomassDataset([tmp_path / "train" / "ID1.jpg"], cache)
-    with pytest.raises(DataError, match="ID1.jpg"):
-        ds[0]
-
-
-# --------------------------------------------------------------------------- dataset
-
-
-@pytest.fixture
-def dataset_parts(tmp_path):
-    ids = ["A", "B", "C"]
-    make_images(tmp_path, "train", ids)
-    paths = [tmp_path / "train" / f"{i}.png" for i in ids]
-    cache = ImageCache(tmp_path / "cache", CleanConfig(size=(16, 32), bottom_crop=0.0))
-    targets = np.arange(15, dtype=np.float32).reshape(3, 5)
-    return paths, cache, targets
-
-
-def test_dataset_items(dataset_parts):
-    paths, cache, targets = dataset_parts
-    ds = BiomassDataset(paths, cache, arrays={"targets": targets, "month": np.array([1, 5, 9])})
-    assert len(ds) == 3
-    item = ds[1]
-    assert item["image"].shape == (3, 16, 32) and item["image"].dtype == torch.float32
-    assert item["image"].min() >= 0.0 and item["image"].max() <= 1.0
-    assert item["index"] == 1
-    assert torch.equal(item["targets"], torch.tensor(targets[1]))
-    assert item["month"].item() == 5
-    assert torch.allclose(ds[-1]["image"], ds[2]["image"])
-    with pytest.raises(IndexError):
-        ds[3]
-
-
-def test_deterministic_flips_for_tta(dataset_parts):
-    paths, cache, _ = dataset_parts
-    plain = BiomassDataset(paths, cache)[0]["image"]
-    h = BiomassDataset(paths, cache, hflip=True)[0]["image"]
-    v = BiomassDataset(paths, cache, vflip=True)[0]["image"]
-    assert torch.equal(h, plain.flip(2))
-    assert torch.equal(v, plain.flip(1))
-    assert plain[0, :, 0].mean() > 0.9 and h[0, :, -1].mean() > 0.9  # red half moved
-
-
-def test_augment_is_seeded_per_epoch_and_index(dataset_parts):
-    paths, cache, _ = dataset_parts
-    a = BiomassDataset(paths, cache, augment=True, seed=3)
-    b = BiomassDataset(paths, cache, augment=True, seed=3)
-    assert all(torch.equal(a[i]["image"], b[i]["image"]) for i in range(3))
-    epochs = []
-    for epoch in range(6):
-        a.set_epoch(epoch)
-        epochs.append(a[0]["image"])
-    assert any(not torch.equal(epochs[0], e) for e in epochs[1:])
-    a.set_epoch(0)
-    assert torch.equal(a[0]["image"], epochs[0])
-
-
-def test_dataset_rejects_misaligned_arrays(dataset_parts):
-    paths, cache, targets = dataset_parts
-    with pytest.raises(ValueError, match="2 rows for 3 paths"):
-        BiomassDataset(paths, cache, arrays={"targets": targets[:2]})
-    with pytest.raises(ValueError, match="reserved"):
-        BiomassDataset(paths, cache, arrays={"image": targets})
-
-
-def test_dataloader_batches(dataset_parts):
-    paths, cache, targets = dataset_parts
-    loader = DataLoader(BiomassDataset(paths, cache, arrays={"targets": targets}), batch_size=2)
-    batch = next(iter(loader))
-    assert batch["image"].shape == (2, 3, 16, 32)
-    assert batch["targets"].shape == (2, 5)
-    assert batch["index"].tolist() == [0, 1]

@@ -12,7 +12,7 @@ import pytest
 from fieldvision.config import load_config
 from fieldvision.data.synthetic.coats import generate_coat_dataset
 from fieldvision.pipelines.reid import fit
-from fieldvision.pipelines.reid_config import ReIDPipelineConfig
+from fieldvision.pipelines.reid.config import ReIDPipelineConfig
 
 TINY_REID = {
     "data": {"image_size": [32, 32]},

@@ -3,10 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fieldvision.data.biomass import TARGETS
-from fieldvision.pipelines.biomass_tabular import tabular_baseline
+from fieldvision.pipelines.biomass.tabular import tabular_baseline
+from fieldvision.schemas.biomass import TARGETS
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "csiro" / "train.csv"
+REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "csiro" / "train.csv"
 
 
 def _synthetic_table(tmp_path: Path, informative: bool) -> Path:

@@ -5,10 +5,9 @@ import pytest
 from fieldvision.config import config_to_dict, load_config
 from fieldvision.errors import ConfigError
 from fieldvision.io import write_json
-from fieldvision.pipelines import biomass_ablation
-from fieldvision.pipelines.biomass import TrainResult
-from fieldvision.pipelines.biomass_ablation import VARIANTS, run_ablation
-from fieldvision.pipelines.biomass_config import BiomassConfig
+from fieldvision.pipelines.biomass import TrainResult, ablation
+from fieldvision.pipelines.biomass.ablation import VARIANTS, run_ablation
+from fieldvision.pipelines.biomass.config import BiomassConfig
 
 
 @pytest.mark.parametrize(
@@ -37,10 +36,10 @@ def test_run_ablation_table_reuses_runs_and_shares_phase1(tmp_path: Path, monkey
     def fake_train(data_dir, out, cfg, phase1_from=None):
         calls.append((out.name, phase1_from.name if phase1_from else None))
         score = {"baseline": 0.4, "film": 0.6, "mean": 0.55}[out.name]
-        write_json(out / "metrics.json", {"seconds": 60.0})
+        write_json(out / "metrics.json", {"fit": {"seconds": 60.0}})
         return TrainResult(out, score, score - 0.01, {"Dry_Total_g": score}, [score], 60.0)
 
-    monkeypatch.setattr(biomass_ablation, "train", fake_train)
+    monkeypatch.setattr(ablation, "train", fake_train)
     rows = run_ablation(tmp_path / "data", tmp_path, BiomassConfig(), ["film", "mean", "no_tta"])
     by_name = {row["variant"]: row for row in rows}
     assert list(by_name) == ["baseline", "film", "mean", "no_tta"]
