@@ -40,6 +40,8 @@ lint: install-dev
 bench: install
 	$(PY) benchmarks/biomass_throughput.py
 	$(PY) benchmarks/rerank_scale.py
+	$(PY) benchmarks/reid_throughput.py --quick
+	$(PY) benchmarks/tta_loop.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -54,12 +54,12 @@ def bench_cache(paths: list[Path], size: tuple[int, int], root: Path) -> dict[st
 def bench_model(
     images: torch.Tensor, cfg: Phase2Config, device: str, bf16: bool, steps: int
 ) -> dict[str, float]:
-    model = Phase2Model(cfg).to(device)
+    model = Phase2Model(cfg, meta_dim=4, target_scale=(30.0, 20.0, 10.0, 40.0, 60.0)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = images.to(device)
     y = torch.rand(len(x), 5, device=device) * 50
-    meta = torch.randn(len(x), cfg.meta_dim, device=device)
-    scale = torch.tensor(cfg.target_scale or [1.0] * 5, device=device)
+    meta = torch.randn(len(x), model.meta_dim, device=device)
+    scale = model.target_scale
     amp = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
 
     def train_step() -> None:
@@ -132,7 +132,6 @@ def main() -> None:
         backbone=args.backbone,
         global_size=(h // 2, w // 2),
         tile_grid=(2, 4),
-        target_scale=(30.0, 20.0, 10.0, 40.0, 60.0),
     )
     variants = {
         "global-only baseline": Phase2Config(**common, use_tiles=False, use_film=False),

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from fieldvision.models.reid import ReIDModel
+from fieldvision.models.reid import ReIDModel, ReIDModelConfig
 
 MODELS = [  # (backbone, input side)
     ("fv_tiny_cnn", 96),
@@ -35,7 +35,7 @@ def images_per_second(
     model: ReIDModel, side: int, batch: int, device: str, tta: bool, min_seconds: float
 ) -> float:
     """Warm up, then time whole batches for at least `min_seconds`; images per second."""
-    x = torch.randn(batch, 3, side, side, device=device)
+    x = torch.rand(batch, 3, side, side, device=device)
     ctx = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device == "cuda"
@@ -82,7 +82,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, side in models:
-        model = ReIDModel(name, embedding_dim=512).eval()
+        model = ReIDModel(ReIDModelConfig(backbone=name, embedding_dim=512)).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         for device in devices:
             m = model.to(device)

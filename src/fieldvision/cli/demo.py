@@ -24,7 +24,7 @@ def demo(
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown demo {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
     if pipeline == "biomass":
-        from fieldvision.pipelines.biomass_demo import run_biomass_demo
+        from fieldvision.pipelines.biomass.demo import run_biomass_demo
 
         sets = [f"train.progress={str(progress).lower()}", *(overrides or [])]
         scores = run_biomass_demo(out / "biomass", overrides=sets)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from fieldvision.console import console
 from fieldvision.inference import flip_views, mean_views, predict_views
@@ -92,6 +93,24 @@ def _subset(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndar
     return {key: value[idx] for key, value in arrays.items()}
 
 
+def _fold_loaders(
+    data: TrainingData, arrays: dict[str, np.ndarray], split: Split, cfg: BiomassConfig
+) -> tuple[DataLoader, DataLoader]:
+    """Training (shuffled, augmented, fold-seeded) and validation loaders of one fold."""
+    train = make_loader(
+        [data.paths[i] for i in split.train],
+        data.cache,
+        _subset(arrays, split.train),
+        cfg,
+        train=True,
+        seed=_fold_seed(cfg, split),
+    )
+    val = make_loader(
+        [data.paths[i] for i in split.val], data.cache, _subset(arrays, split.val), cfg, train=False
+    )
+    return train, val
+
+
 def _predict(model, data: TrainingData, idx, arrays, cfg, call, tta: bool):
     paths = [data.paths[i] for i in idx]
     dataset = make_dataset(paths, data.cache, _subset(arrays, idx), cfg)
@@ -116,27 +135,8 @@ def _phase1_oof(
 
     def build(split: Split) -> FitTask:
         model = Phase1Model(cfg.phase1, n_species=len(enc.species), n_states=len(enc.states))
-        seed = _fold_seed(cfg, split)
-        paths = data.paths
-        return FitTask(
-            model,
-            Phase1System(model, cfg.phase1, task_weights={}),
-            make_loader(
-                [paths[i] for i in split.train],
-                data.cache,
-                _subset(labels, split.train),
-                cfg,
-                train=True,
-                seed=seed,
-            ),
-            make_loader(
-                [paths[i] for i in split.val],
-                data.cache,
-                _subset(labels, split.val),
-                cfg,
-                train=False,
-            ),
-        )
+        system = Phase1System(model, cfg.phase1, task_weights={})
+        return FitTask(model, system, *_fold_loaders(data, labels, split, cfg))
 
     fitted = fit_splits(
         run.path / "phase1",
@@ -212,29 +212,10 @@ def _train(
         arrays["meta"] = meta  # out-of-fold *predicted* metadata, never ground truth
 
     def build(split: Split) -> FitTask:
-        model = Phase2Model(
-            cfg.phase2, meta_dim=len(FILM_KEYS), target_scale=_target_scale(y[split.train])
-        )
-        seed = _fold_seed(cfg, split)
-        return FitTask(
-            model,
-            Phase2System(model, cfg.phase2, loss_kind=cfg.phase2.loss),
-            make_loader(
-                [data.paths[i] for i in split.train],
-                data.cache,
-                _subset(arrays, split.train),
-                cfg,
-                train=True,
-                seed=seed,
-            ),
-            make_loader(
-                [data.paths[i] for i in split.val],
-                data.cache,
-                _subset(arrays, split.val),
-                cfg,
-                train=False,
-            ),
-        )
+        scale = _target_scale(y[split.train])
+        model = Phase2Model(cfg.phase2, meta_dim=len(FILM_KEYS), target_scale=scale)
+        system = Phase2System(model, cfg.phase2, loss_kind=cfg.phase2.loss)
+        return FitTask(model, system, *_fold_loaders(data, arrays, split, cfg))
 
     fitted = fit_splits(
         out / "phase2",

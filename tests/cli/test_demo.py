@@ -1,0 +1,61 @@
+"""`fieldvision demo`: the command wires to the pipeline demos and prints their results.
+
+The demos themselves train for minutes; their wiring is checked here with the pipeline
+functions replaced, and they run for real as slow tests and in the README's `make demo`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fieldvision.cli.__main__ import main
+
+
+def test_biomass_demo_prints_the_summary_line(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def fake(out, overrides=None, **_):
+        seen.update(out=out, overrides=overrides)
+        return {
+            "pipeline_oof_r2": 0.5,
+            "baseline_oof_r2": 0.4,
+            "pipeline_test_r2": 0.6,
+            "baseline_test_r2": 0.3,
+            "seconds": 12.0,
+        }
+
+    monkeypatch.setattr("fieldvision.pipelines.biomass.demo.run_biomass_demo", fake)
+    args = ["demo", "biomass", "--out", str(tmp_path), "--no-progress", "--set", "phase2.epochs=2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "pipeline_oof_r2=0.5000 baseline_oof_r2=0.4000" in out and "seconds=12" in out
+    assert seen["out"] == tmp_path / "biomass"
+    assert seen["overrides"] == ["train.progress=false", "phase2.epochs=2"]
+
+
+def test_reid_demo_prints_the_evaluation(tmp_path, capsys, monkeypatch):
+    metrics = {"mAP": 0.5, "rank1": 0.7, "rank5": 0.9, "rank10": 1.0, "mINP": 0.2}
+    results = {
+        "protocol": "closed",
+        "sets": {"validation": {"variants": {"raw": metrics, "+QE": metrics}}},
+        "background": None,
+    }
+
+    def fake(out, progress=True, overrides=None):
+        assert progress is False and overrides == []
+        return {
+            "results": results,
+            "seconds": dict.fromkeys(("synth", "train", "evaluate", "total"), 1.0),
+            "report": str(out / "run" / "report.md"),
+        }
+
+    monkeypatch.setattr("fieldvision.pipelines.reid.demo.run_reid_demo", fake)
+    assert main(["demo", "reid", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "raw:mAP=0.5000,rank1=0.7000" in out and "report:" in out
+
+
+@pytest.mark.parametrize("name", ["mil", "nope"])
+def test_unknown_demo_is_a_clear_error(tmp_path, capsys, name):
+    assert main(["demo", name, "--out", str(tmp_path)]) == 2
+    assert "unknown demo" in capsys.readouterr().err
