@@ -152,7 +152,8 @@ def build_trainer(
     if patience is not None:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     if progress:
-        cbs.append(RichProgressBar(leave=False))
+        # stderr, like every diagnostic: stdout stays clean for results.
+        cbs.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
     cbs.extend(callbacks or [])
     _quiet_lightning_info()
     return L.Trainer(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +112,16 @@ def _fold_loaders(
     return train, val
 
 
-def _predict(model, data: TrainingData, idx, arrays, cfg, call, tta: bool):
+def _predict(
+    model: torch.nn.Module,
+    data: TrainingData,
+    idx: np.ndarray,
+    arrays: dict[str, np.ndarray],
+    cfg: BiomassConfig,
+    call: Callable[[torch.nn.Module, dict], dict[str, torch.Tensor]],
+    tta: bool,
+) -> list[dict[str, np.ndarray]]:
+    """Per-view predictions of `model` on rows `idx` (the run's flip views when `tta`)."""
     paths = [data.paths[i] for i in idx]
     dataset = make_dataset(paths, data.cache, _subset(arrays, idx), cfg)
     return predict_views(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ from fieldvision.metrics.retrieval import (
     per_identity_ap,
 )
 from fieldvision.pipelines.reid.background import background_reliance
-from fieldvision.pipelines.reid.config import InferenceSection
-from fieldvision.pipelines.reid.data import image_reader, load_data
+from fieldvision.pipelines.reid.config import InferenceSection, ReIDPipelineConfig
+from fieldvision.pipelines.reid.data import ReIDData, image_reader, load_data
 from fieldvision.pipelines.reid.embed import embed_images, load_run
 from fieldvision.pipelines.reid.fit import SPLIT_FILE
 from fieldvision.pipelines.reid.pairs import expanded, pair_scores, rerank_params
@@ -276,7 +276,14 @@ def evaluate(
     return results
 
 
-def _evaluate_test(model, test, d, cfg, progress, reader):
+def _evaluate_test(
+    model: Any,
+    test: ReIDSamples,
+    d: ReIDData,
+    cfg: ReIDPipelineConfig,
+    progress: bool,
+    reader: Callable[[Path], np.ndarray],
+) -> tuple[dict[str, Any], dict[str, list[float]]] | None:
     """The Kaggle test set with known identities: every image queries all the others."""
     inf = cfg.inference
     try:
