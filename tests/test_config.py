@@ -173,7 +173,15 @@ def test_recipe_path_unknown_names_list_the_recipes(tmp_path, monkeypatch, name)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="config file not found") as info:
         recipe_path(name)
-    assert "packaged recipes: biomass_demo, reid_demo" in str(info.value)
+    from importlib import resources
+
+    shipped = sorted(
+        p.name.removesuffix(".yaml")
+        for p in (resources.files("fieldvision") / "configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    assert {"biomass_demo", "reid_demo"} <= set(shipped)
+    assert f"packaged recipes: {', '.join(shipped)}" in str(info.value)
 
 
 def test_load_config_reads_a_packaged_recipe(tmp_path, monkeypatch):

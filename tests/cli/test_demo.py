@@ -55,7 +55,7 @@ def test_reid_demo_prints_the_evaluation(tmp_path, capsys, monkeypatch):
     assert "raw:mAP=0.5000,rank1=0.7000" in out and "report:" in out
 
 
-@pytest.mark.parametrize("name", ["mil", "nope"])
+@pytest.mark.parametrize("name", ["flow", "nope"])
 def test_unknown_demo_is_a_clear_error(tmp_path, capsys, name):
     assert main(["demo", name, "--out", str(tmp_path)]) == 2
     assert "unknown demo" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import fieldvision.models.biomass
+import fieldvision.models.mil
 import fieldvision.models.reid  # noqa: F401  (registers the models)
 from fieldvision.errors import ConfigError, RunError
 from fieldvision.models.backbone import create_backbone
@@ -31,9 +32,17 @@ NAMES = MODELS.names()
 DIMS: dict[str, dict] = {
     "biomass_phase1": {"n_species": 3, "n_states": 2},
     "biomass_phase2": {"meta_dim": 4, "target_scale": [10.0, 2.0, 4.0, 14.0, 16.0]},
+    "mil_expert": {"num_classes": 3},
+    "mil_scouter": {"grid": [4, 4]},
 }
 # Inputs besides the images (a model absent here is called as ``model(images)``).
 EXTRA_INPUTS = {"biomass_phase2": lambda b: (torch.randn(b, 4),)}
+# Models whose first input is not a batch of images (absent here: ``_images(b)``).
+INPUTS = {
+    "mil_expert": lambda b: torch.rand(
+        b, 4, 3, 32, 32, generator=torch.Generator().manual_seed(b)
+    ),  # bags of 4 tiles
+}
 
 
 def _images(b: int = 2) -> torch.Tensor:
@@ -49,7 +58,7 @@ def _run(name: str, model: nn.Module, b: int = 2) -> dict:
     torch.manual_seed(1)
     extra = EXTRA_INPUTS[name](b) if name in EXTRA_INPUTS else ()
     with torch.no_grad():
-        return model(_images(b), *extra)
+        return model(INPUTS[name](b) if name in INPUTS else _images(b), *extra)
 
 
 def _assert_same_outputs(a: dict, b: dict) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import fieldvision.models.biomass
+import fieldvision.models.mil
 import fieldvision.models.reid  # noqa: F401  (registers the models)
 from fieldvision.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from fieldvision.models.registry import MODELS, create_model
@@ -21,7 +22,10 @@ from fieldvision.models.registry import MODELS, create_model
 DIMS: dict[str, dict] = {
     "biomass_phase1": {"n_species": 3, "n_states": 2},
     "biomass_phase2": {"meta_dim": 4},
+    "mil_expert": {"num_classes": 3},
 }
+# Models whose image input is a bag of tiles: Tensor[B, T, 3, h, w].
+BAGS = {"mil_expert"}
 EXTRA_INPUTS = {"biomass_phase2": lambda b: (torch.randn(b, 4),)}
 
 
@@ -92,9 +96,15 @@ def test_model_normalises_its_unit_range_input_itself(name):
     assert not any(key.startswith("normalize.") for key in model.state_dict())
     bare = copy.deepcopy(model)
     bare.normalize = nn.Identity()
-    x = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(3))  # in [0, 1]
+    gen = torch.Generator().manual_seed(3)
+    if name in BAGS:
+        x = torch.rand(2, 4, 3, 32, 32, generator=gen)  # in [0, 1]
+        normalised = _reference(x.flatten(0, 1)).view_as(x)
+    else:
+        x = torch.rand(2, 3, 32, 64, generator=gen)
+        normalised = _reference(x)
     inside = _outputs(name, model, x)
-    outside = _outputs(name, bare, _reference(x))
+    outside = _outputs(name, bare, normalised)
     unnormalised = _outputs(name, bare, x)
     assert inside.keys() == outside.keys()
     for key in inside:  # resizing inside a model commutes with normalising only up to fp error

@@ -11,11 +11,11 @@ from fieldvision.cli.options import ProgressOpt, SetOpt
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 
-PIPELINES = ("biomass", "reid")
+PIPELINES = ("biomass", "reid", "mil")
 
 
 def demo(
-    pipeline: str = typer.Argument("biomass", help="Which pipeline: biomass or reid."),
+    pipeline: str = typer.Argument("biomass", help="Which pipeline: biomass, reid or mil."),
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the demo."),
     overrides: SetOpt = None,
     progress: ProgressOpt = True,
@@ -46,6 +46,18 @@ def demo(
         summary = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "seconds")
         typer.echo(f"{summary} seconds={scores['seconds']:.0f}")
         typer.echo(f"report: {out / 'biomass' / 'run' / 'report.md'}")
+    elif pipeline == "mil":
+        from fieldvision.cli.mil import print_comparison
+        from fieldvision.pipelines.mil.demo import run_mil_demo
+
+        summary = run_mil_demo(out / "mil", progress=progress, overrides=overrides or [])
+        print_comparison(summary["evaluate"])
+        sec = summary["seconds"]
+        typer.echo(
+            f"seconds: synth={sec['synth']:.0f} train={sec['train']:.0f} "
+            f"evaluate={sec['evaluate']:.0f} total={sec['total']:.0f}"
+        )
+        typer.echo(f"report: {summary['report']}")
     else:
         from fieldvision.cli.reid import print_evaluation
         from fieldvision.pipelines.reid.demo import run_reid_demo

@@ -67,6 +67,7 @@ def _builtin_models() -> None:
     """Import the modules that register fieldvision's own models (lazily: they pull in
     timm), so a weights file can be loaded in a process that imported nothing else."""
     import fieldvision.models.biomass
+    import fieldvision.models.mil
     import fieldvision.models.reid  # noqa: F401
 
 

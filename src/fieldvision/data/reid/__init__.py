@@ -27,10 +27,11 @@ Embedding files (`save_embeddings` / `load_embeddings`) are ``.npz`` archives wi
 
 Layout: `samples` (containers), `readers` (folders, CSV, image lists, `detect_layout`,
 `check_images`), `kaggle` (`read_pairs`, `read_kaggle`), `splits`, `dataset`
-(`ReIDDataset`), `embeddings` (embedding files) and `_checks` (shared validation).
+(`ReIDDataset`) and `embeddings` (embedding files); `fieldvision.data.checks` holds the
+validation shared with other readers.
 """
 
-from fieldvision.data.reid._checks import IMAGE_EXTENSIONS
+from fieldvision.data.checks import IMAGE_EXTENSIONS
 from fieldvision.data.reid.dataset import ReIDDataset
 from fieldvision.data.reid.embeddings import load_embeddings, save_embeddings
 from fieldvision.data.reid.kaggle import read_kaggle, read_pairs

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fieldvision.data.reid._checks import check_unique
+from fieldvision.data.checks import check_unique
 from fieldvision.data.reid.samples import EmbeddingSet
 from fieldvision.errors import DataError
 from fieldvision.io import atomic_path

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fieldvision.data.reid._checks import (
+from fieldvision.data.checks import (
     MAX_LISTED,
     check_cells,
     check_inside,

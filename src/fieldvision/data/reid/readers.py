@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fieldvision.data.images import read_rgba
-from fieldvision.data.reid._checks import (
+from fieldvision.data.checks import (
     IMAGE_EXTENSIONS,
     MAX_LISTED,
     check_cells,
@@ -28,6 +27,7 @@ from fieldvision.data.reid._checks import (
     read_table,
     row_label,
 )
+from fieldvision.data.images import read_rgba
 from fieldvision.data.reid.samples import ReIDSamples
 from fieldvision.errors import DataError
 

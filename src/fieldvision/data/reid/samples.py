@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fieldvision.data.reid._checks import MAX_LISTED, check_unique
+from fieldvision.data.checks import MAX_LISTED, check_unique
 from fieldvision.errors import DataError
 
 

@@ -1,4 +1,5 @@
-"""Checks the re-ID readers share: CSV tables, row labels, names, image files, containment.
+"""Checks the table readers share (re-ID, MIL): CSV tables, row labels, names, image files,
+containment.
 
 Every check raises `DataError` naming the file and row; CSV rows are counted from 1 after
 the header and the file line is given too (``"train.csv row 3 (line 4)"``).
@@ -87,7 +88,7 @@ def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
         raise DataError(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
             f"found {', '.join(repr(c) for c in frame.columns)}",
-            hint="set the column names in the config (data.image_column, data.identity_column)",
+            hint="set the column names in the config (data.image_column, ...)",
         )
     return frame
 

@@ -1,0 +1,182 @@
+"""Training the MIL pipeline: the tile expert from image labels, then the scouter from it.
+
+A run directory (`fieldvision.runs.RunDir`, kind ``mil``) holds::
+
+    run.json  config.yaml  metrics.json ("fit", "evaluate")   the common run format
+    classes.json        class names and the negative class
+    splits.csv          image, label, group, split role per fold
+    expert/<split>/     Lightning state + model.safetensors (the tile expert)
+    scouter/<split>/    Lightning state + model.safetensors (trained with the expert frozen)
+    oof.csv             validation predictions (full and glance) with the split's models
+
+The scouter's target for an image is the frozen expert's tile evidence map (probability
+that a tile is not healthy), computed on the training images of its split: the seed's
+distillation. Re-running ``train`` with the same ``--out`` resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from fieldvision.inference import predict_views
+from fieldvision.io import write_csv, write_json
+from fieldvision.models.mil import MILExpert, Scouter
+from fieldvision.pipelines.mil.config import MILConfig
+from fieldvision.pipelines.mil.engine import tile_evidence
+from fieldvision.pipelines.mil.inputs import MILTrainingData, class_weights, load_training_data
+from fieldvision.runs import RunDir
+from fieldvision.seeding import torch_generator
+from fieldvision.training.fit import FitTask, Split, fit_splits
+from fieldvision.training.mil import MILSystem, ScouterSystem
+
+__all__ = ["RUN_KIND", "expert_tile_maps", "train"]
+
+RUN_KIND = "mil"
+
+
+def _loader(dataset, cfg: MILConfig, train: bool, seed: int = 0) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        shuffle=train,
+        drop_last=train and len(dataset) > cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        generator=torch_generator(seed),
+    )
+
+
+def expert_tile_maps(expert: torch.nn.Module, data: MILTrainingData, cfg: MILConfig) -> np.ndarray:
+    """float32[N, R, C]: the expert's tile evidence for every image (the scouter target)."""
+    from fieldvision.data.mil import BagDataset
+
+    def call(model, batch):
+        return {"evidence": tile_evidence(model(batch["tiles"])["tile_logits"], data.negative)}
+
+    (out,) = predict_views(
+        expert, BagDataset(data.store), call, device=cfg.train.device,
+        batch_size=cfg.data.batch_size,
+    )  # fmt: skip
+    rows, cols = cfg.data.grid
+    return out["evidence"].reshape(len(data.store), rows, cols).astype(np.float32)
+
+
+def train(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
+    """Train the expert and the scouter on every split; resumable.
+
+    Every input is validated (and every image decoded and tiled) before ``out`` is touched.
+
+    Returns:
+        The ``fit`` section of ``metrics.json`` (validation metrics, full and glance).
+    """
+    start = time.perf_counter()
+    data = load_training_data(data_dir, cfg)
+    run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint)
+    with run.running():
+        summary = _train(run, data, cfg, start)
+    return summary
+
+
+def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> dict:
+    from fieldvision.data.mil import BagDataset
+    from fieldvision.pipelines.mil.evaluate import evaluate_store
+
+    write_json(
+        run.path / "classes.json",
+        {"classes": list(data.classes), "negative": cfg.data.negative_class},
+    )
+    roles = pd.DataFrame({"image": data.samples.names, "label": data.samples.labels})
+    roles["group"] = data.samples.groups if data.samples.groups else data.samples.names
+    for split in data.splits:
+        role = np.full(len(roles), "", dtype=object)
+        role[split.train], role[split.val] = "train", "val"
+        roles[split.name] = role
+    write_csv(run.path / "splits.csv", roles)
+    n_classes = len(data.classes)
+
+    def build_expert(split: Split) -> FitTask:
+        model = MILExpert(cfg.expert, num_classes=n_classes)
+        weights = (
+            class_weights(data.labels[split.train], n_classes)
+            if cfg.expert.class_weighting
+            else None
+        )
+        system = MILSystem(
+            model,
+            data.classes,
+            negative_class=data.negative,
+            class_weights=weights,
+            sparsity_weight=cfg.expert.sparsity_weight,
+            sparsity_warmup_epochs=cfg.expert.sparsity_warmup_epochs,
+            healthy_tile_weight=cfg.expert.healthy_tile_weight,
+            optim=cfg.expert,
+        )
+        train_ds = BagDataset(data.store, split.train, data.labels[split.train],
+                              augment=cfg.data.augment, seed=cfg.train.seed)  # fmt: skip
+        val_ds = BagDataset(data.store, split.val, data.labels[split.val])
+        return FitTask(model, system, _loader(train_ds, cfg, True, cfg.train.seed),
+                       _loader(val_ds, cfg, False))  # fmt: skip
+
+    experts = fit_splits(run.path / "expert", data.splits, build_expert, cfg.expert,
+                         cfg.train, seed=cfg.train.seed, label="expert")  # fmt: skip
+
+    targets: dict[str, np.ndarray] = {}
+
+    def build_scouter(split: Split) -> FitTask:
+        expert = next(f.model for f in experts if f.split.name == split.name)
+        maps = targets.setdefault(split.name, expert_tile_maps(expert, data, cfg))
+        model = Scouter(cfg.scouter, grid=tuple(cfg.data.grid))
+        system = ScouterSystem(model, cfg.scouter)
+        train_ds = BagDataset(data.store, split.train, arrays={"target": maps[split.train]},
+                              augment=cfg.data.augment, seed=cfg.train.seed,
+                              with_tiles=False)  # fmt: skip
+        val_ds = BagDataset(data.store, split.val, arrays={"target": maps[split.val]},
+                            with_tiles=False)  # fmt: skip
+        return FitTask(model, system, _loader(train_ds, cfg, True, cfg.train.seed),
+                       _loader(val_ds, cfg, False))  # fmt: skip
+
+    scouters = fit_splits(run.path / "scouter", data.splits, build_scouter, cfg.scouter,
+                          cfg.train, seed=cfg.train.seed + 100, label="scouter")  # fmt: skip
+
+    # Validation (out-of-fold) metrics: each split's models on its own held-out images.
+    blocks, rows = [], []
+    for e, s in zip(experts, scouters, strict=True):
+        store = data.store
+        sub = store.__class__(data.samples.subset(e.split.val), store.spec,
+                              reader=store.reader)  # fmt: skip
+        result = evaluate_store(
+            [e.model], [s.model], sub, data.classes, data.negative, cfg, curve=False
+        )
+        blocks.append(result)
+        for i, name in enumerate(sub.samples.names):
+            rows.append({"image": name, "split": e.split.name, "label": sub.samples.labels[i],
+                         "pred_full": result["_pred"]["full"][i],
+                         "pred_glance": result["_pred"]["glance"][i]})  # fmt: skip
+    write_csv(run.path / "oof.csv", pd.DataFrame(rows))
+    summary = {
+        "splits": [f.split.name for f in experts],
+        "classes": list(data.classes),
+        "n_images": len(data.samples),
+        "full": _mean_block([b["full"] for b in blocks]),
+        "glance": _mean_block([b["glance"] for b in blocks]),
+        "budget": cfg.glance.budget,
+        "seconds": time.perf_counter() - start,
+    }
+    run.update_metrics("fit", summary)
+    return summary
+
+
+def _mean_block(blocks: list[dict]) -> dict:
+    """Mean of the scalar metrics over splits (the first split's tables are kept)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    out = dict(blocks[0])
+    for key, value in blocks[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(np.mean([b[key] for b in blocks]))
+    return out
