@@ -2,7 +2,7 @@
 pooling a tile expert over a bag of tiles, and spend compute only where a scouter looks.
 
 Files: `config`, `inputs` (validated samples, bags, splits), `fit` (expert, then scouter by
-distillation), `engine` (full tiling and glance-and-focus inference), `evaluate` (metrics,
+distillation), `engine` (full tiling and glance-and-focus inference), `scoring` (metrics,
 budget curve, localisation), `predict` (run loading, predictions, tiles.csv, heatmaps,
 evaluation + report), `demo`.
 """

@@ -84,7 +84,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
 
 def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> dict:
     from fieldvision.data.mil import BagDataset
-    from fieldvision.pipelines.mil.evaluate import evaluate_store
+    from fieldvision.pipelines.mil.scoring import evaluate_store
 
     write_json(
         run.path / "classes.json",

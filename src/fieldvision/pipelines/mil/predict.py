@@ -159,7 +159,7 @@ def evaluate(
     Raises:
         DataError: Unlabelled data or labels that are not classes of the run.
     """
-    from fieldvision.pipelines.mil.evaluate import evaluate_store
+    from fieldvision.pipelines.mil.scoring import evaluate_store
 
     sets = list(overrides) + ([f"glance.budget={budget}"] if budget is not None else [])
     loaded = load_run(run, sets)
@@ -182,7 +182,7 @@ def evaluate(
 
 
 def _write_report(loaded: MILRun, store: BagStore, result: dict[str, Any]) -> None:
-    from fieldvision.pipelines.mil.evaluate import lesion_mask
+    from fieldvision.pipelines.mil.scoring import lesion_mask
     from fieldvision.report.mil import HeatmapExample, write_mil_report
 
     labels = store.samples.label_ids(loaded.classes)
