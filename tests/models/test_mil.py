@@ -388,3 +388,25 @@ def test_scouter_validation():
         Scouter(ScouterConfig(), grid=(2, 2, 2))
     with pytest.raises(ValueError, match="Tensor\\[B, 3, H, W\\]"):
         Scouter(ScouterConfig())(torch.rand(3, 8, 8))
+
+
+@pytest.mark.parametrize("pooling", ["max", "topk", "attention", "gated_attention"])
+def test_negative_class_pools_tile_log_odds_against_it(pooling):
+    """With a healthy class, its bag logit is 0 and a disease's is the pooled tile log-odds:
+    a bag is diseased when some tile prefers the disease over healthy."""
+    torch.manual_seed(0)
+    cfg = MILExpertConfig(pooling=pooling, tile_size=32, attention_dim=8, topk=2)
+    model = MILExpert(cfg, num_classes=3, negative_class=0).eval()
+    plain = MILExpert(cfg, num_classes=3).eval()
+    plain.load_state_dict(model.state_dict())
+    tiles = torch.rand(2, 5, 3, 32, 32)
+    with torch.no_grad():
+        out = model(tiles)
+        ref = plain.pool(out["tile_logits"] - out["tile_logits"][..., :1], out["tile_features"])
+    torch.testing.assert_close(out["bag_logits"][:, 0], torch.zeros(2))
+    torch.testing.assert_close(out["bag_logits"], ref[0])
+    if pooling == "max":
+        log_odds = out["tile_logits"][..., 1:] - out["tile_logits"][..., :1]
+        torch.testing.assert_close(out["bag_logits"][:, 1:], log_odds.max(dim=1).values)
+    with pytest.raises(ConfigError, match="negative_class 3"):
+        MILExpert(cfg, num_classes=3, negative_class=3)

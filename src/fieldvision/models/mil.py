@@ -280,21 +280,37 @@ class MILExpertConfig(BackboneChoice):
 class MILExpert(nn.Module):
     """Score every tile of a bag with one shared backbone, then pool tile logits per class.
 
+    With a negative (healthy) class ``n``, pooling runs over each tile's log-odds against
+    it, ``z_{t,c} - z_{t,n}``, and the bag's negative logit is 0: a bag is of disease ``c``
+    when some tile (max), its top-k tiles or its attended tiles prefer ``c`` over healthy,
+    and healthy when no tile does. Pooling raw logits per class instead makes the healthy
+    bag logit the *most* healthy-looking tile of the bag, which every diseased image also
+    has (its leaf is mostly healthy): the bag task then cannot be learnt.
+
     Args:
         cfg: `MILExpertConfig` (or a section that extends it).
         num_classes: Number of image classes ``C`` (data-derived, ≥ 2).
+        negative_class: Index of the class without evidence, or None (data-derived).
 
     Raises:
-        ConfigError: Fewer than 2 classes.
+        ConfigError: Fewer than 2 classes, or a negative class out of range.
     """
 
-    def __init__(self, cfg: MILExpertConfig, num_classes: int) -> None:
+    def __init__(
+        self, cfg: MILExpertConfig, num_classes: int, negative_class: int | None = None
+    ) -> None:
         super().__init__()
         self.cfg = MILExpertConfig.narrow(cfg)
-        self.dims = {"num_classes": int(num_classes)}
+        self.dims = {"num_classes": int(num_classes), "negative_class": negative_class}
         cfg = self.cfg
         if int(num_classes) < 2:
             raise ConfigError(f"mil_expert needs at least 2 classes, got {num_classes}")
+        if negative_class is not None and not 0 <= int(negative_class) < int(num_classes):
+            raise ConfigError(
+                f"mil_expert: negative_class {negative_class} is not a class index "
+                f"(0..{int(num_classes) - 1})"
+            )
+        self.negative_class = None if negative_class is None else int(negative_class)
         self.num_classes = int(num_classes)
         self.normalize = Normalize()
         self.backbone = _make_backbone(cfg, cfg.channels_last)
@@ -340,8 +356,12 @@ class MILExpert(nn.Module):
             mask: Tensor[B, T] bool of selected tiles; None selects all.
 
         Returns:
-            ``(bag_logits: Tensor[B, C], weights: Tensor[B, T, C])``.
+            ``(bag_logits: Tensor[B, C], weights: Tensor[B, T, C])``; with a negative class
+            the bag's negative logit is 0 and the others are pooled tile log-odds.
         """
+        if self.negative_class is not None:
+            n = self.negative_class
+            tile_logits = tile_logits - tile_logits[..., n : n + 1]  # (B, T, C) log-odds
         if self.attention is not None:
             return self.attention(tile_features, tile_logits, mask)
         if self.cfg.pooling == "topk":

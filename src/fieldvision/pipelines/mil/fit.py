@@ -100,7 +100,7 @@ def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> 
     n_classes = len(data.classes)
 
     def build_expert(split: Split) -> FitTask:
-        model = MILExpert(cfg.expert, num_classes=n_classes)
+        model = MILExpert(cfg.expert, num_classes=n_classes, negative_class=data.negative)
         weights = (
             class_weights(data.labels[split.train], n_classes)
             if cfg.expert.class_weighting
