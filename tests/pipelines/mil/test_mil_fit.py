@@ -115,3 +115,17 @@ def test_interrupted_run_resumes_with_the_scouter(spots, tmp_path, mil_cfg, monk
     )
     train(spots, out, mil_cfg())
     assert calls == ["scouter"] and expert_file.stat().st_mtime_ns == before
+
+
+def test_k_folds_train_one_expert_and_scouter_per_fold(spots, tmp_path, mil_cfg):
+    out = tmp_path / "kfold"
+    summary = train(spots, out, mil_cfg("train.folds=2"))
+    assert summary["splits"] == ["fold0", "fold1"]
+    splits = pd.read_csv(out / "splits.csv")
+    assert (splits[["fold0", "fold1"]] == "val").sum(axis=1).eq(1).all()  # each image OOF once
+    oof = pd.read_csv(out / "oof.csv")
+    assert sorted(oof["image"]) == sorted(splits["image"])  # every image predicted out of fold
+    from fieldvision.pipelines.mil import load_run
+
+    loaded = load_run(out)
+    assert len(loaded.experts) == len(loaded.scouters) == 2
