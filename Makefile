@@ -42,6 +42,7 @@ bench: install
 	$(PY) benchmarks/rerank_scale.py
 	$(PY) benchmarks/reid_throughput.py --quick
 	$(PY) benchmarks/tta_loop.py
+	$(PY) benchmarks/export_speed.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

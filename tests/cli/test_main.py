@@ -12,7 +12,7 @@ def test_version(capsys):
 def test_help_lists_pipelines(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "biomass" in out and "reid" in out and "demo" in out
+    assert all(name in out for name in ("biomass", "reid", "mil", "demo", "export"))
 
 
 def test_unknown_command_is_a_usage_error():
