@@ -15,7 +15,7 @@ from fieldvision.models.mil_loss import mil_loss, scouter_loss, sparsity_ramp
 from fieldvision.training.optim import OptimConfig
 from fieldvision.training.system import StepOutput, TaskSystem
 
-__all__ = ["MILSystem", "ScouterSystem"]
+__all__ = ["DistillSystem", "MILSystem", "ScouterSystem"]
 
 
 class MILSystem(TaskSystem):
@@ -100,6 +100,62 @@ class MILSystem(TaskSystem):
         labels = collected["label"].numpy()
         m = classification_metrics(labels, prob, self.class_names)
         return {"macro_f1": float(m["macro_f1"]), "accuracy": float(m["accuracy"])}
+
+
+class DistillSystem(TaskSystem):
+    """Fine-tune a student `MILExpert` on glance selections toward a full-view teacher.
+
+    Loss: bag cross-entropy + ``weight · T² · KL(teacher_T || student_T)`` where ``·_T`` are
+    probabilities softened by the temperature ``T`` (Hinton et al.'s scaling keeps the
+    gradient size independent of ``T``). The teacher's probabilities come precomputed in
+    the batch (the frozen expert on every tile).
+
+    Batches: ``tiles`` Tensor[B, T, 3, s, s], ``mask`` Tensor[B, T] bool (the scouter's
+    selection), ``teacher`` Tensor[B, C] probabilities, ``label`` Tensor[B] int64.
+    Validation logs ``val_macro_f1`` (the monitor) and ``val_agreement`` (student and
+    teacher predict the same class).
+    """
+
+    monitor = "val_macro_f1"
+    mode = "max"
+    progress_metrics = ("macro_f1",)
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        class_names: Sequence[str],
+        temperature: float = 2.0,
+        weight: float = 1.0,
+        optim: OptimConfig | BaseModel | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(model, optim, class_names=list(class_names),
+                         temperature=float(temperature), weight=float(weight))  # fmt: skip
+        self.class_names = list(class_names)
+        self.temperature = float(temperature)
+        self.weight = float(weight)
+
+    def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
+        out = self.model(batch["tiles"], batch["mask"].bool())
+        logits = out["bag_logits"].float()  # (B, C)
+        ce = torch.nn.functional.cross_entropy(logits, batch["label"])
+        t = self.temperature
+        teacher = (batch["teacher"].float().clamp_min(1e-8).log() / t).log_softmax(-1)
+        student = (logits / t).log_softmax(-1)
+        kl = torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean")
+        loss = ce + self.weight * t * t * kl
+        collect = {}
+        if stage == "val":
+            collect = {"prob": logits.softmax(-1), "label": batch["label"],
+                       "teacher": batch["teacher"].float()}  # fmt: skip
+        return StepOutput(loss, {"bag_ce": ce.detach(), "kl": kl.detach()}, collect)
+
+    def epoch_metrics(self, collected: Mapping[str, Tensor]) -> dict[str, float]:
+        from fieldvision.metrics.classification import classification_metrics
+
+        prob = collected["prob"].numpy()
+        m = classification_metrics(collected["label"].numpy(), prob, self.class_names)
+        agree = prob.argmax(1) == collected["teacher"].numpy().argmax(1)
+        return {"macro_f1": float(m["macro_f1"]), "agreement": float(agree.mean())}
 
 
 class ScouterSystem(TaskSystem):

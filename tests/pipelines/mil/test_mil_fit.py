@@ -129,3 +129,28 @@ def test_k_folds_train_one_expert_and_scouter_per_fold(spots, tmp_path, mil_cfg)
 
     loaded = load_run(out)
     assert len(loaded.experts) == len(loaded.scouters) == 2
+
+
+def test_distillation_trains_glance_students_used_in_glance_mode(spots, tmp_path, mil_cfg):
+    from fieldvision.pipelines.mil import load_run
+    from fieldvision.pipelines.mil.engine import Predictor
+    from fieldvision.pipelines.mil.inputs import bag_spec, read_samples
+
+    out = tmp_path / "distilled"
+    train(spots, out, mil_cfg("distill.enabled=true", "distill.epochs=1"))
+    assert (out / "student" / "train" / "model.safetensors").is_file()
+    loaded = load_run(out)
+    assert len(loaded.students) == 1
+    from fieldvision.data.mil import BagStore
+
+    store = BagStore(read_samples(spots, loaded.cfg).subset(range(4)), bag_spec(loaded.cfg))
+    with_students = Predictor(loaded.experts, loaded.scouters, loaded.negative, "cpu",
+                              loaded.students)  # fmt: skip
+    without = Predictor(loaded.experts, loaded.scouters, loaded.negative, "cpu")
+    a = with_students.run(store, "glance", 0.3)
+    b = without.run(store, "glance", 0.3)
+    assert [r.selected.tolist() for r in a] == [r.selected.tolist() for r in b]  # same tiles
+    assert not np.allclose([r.prob for r in a], [r.prob for r in b])  # other weights
+    full_a = with_students.run(store, "full")
+    full_b = without.run(store, "full")
+    np.testing.assert_allclose([r.prob for r in full_a], [r.prob for r in full_b])  # experts

@@ -17,7 +17,14 @@ from fieldvision.models.mil import MILExpertConfig, ScouterConfig
 from fieldvision.training.fit import ScheduleConfig, TrainerConfig
 from fieldvision.training.optim import OptimConfig
 
-__all__ = ["ExpertSection", "GlanceSection", "MILConfig", "MILDataSection", "ScouterSection"]
+__all__ = [
+    "DistillSection",
+    "ExpertSection",
+    "GlanceSection",
+    "MILConfig",
+    "MILDataSection",
+    "ScouterSection",
+]
 
 
 class MILDataSection(StrictModel):
@@ -78,6 +85,21 @@ class ScouterSection(ScouterConfig, OptimConfig, ScheduleConfig):
     patience: int | None = Field(6, ge=1)
 
 
+class DistillSection(OptimConfig, ScheduleConfig):
+    """Optional teacher–student stage (seed 002): the full-tiling expert is the teacher (it
+    sees every tile); a student copy of it is fine-tuned on the scouter's glance selections
+    only, to give the teacher's answer from a fraction of the tiles (KL on softened bag
+    probabilities + the bag cross-entropy). Glance inference then uses the student."""
+
+    enabled: bool = False
+    budget: float = Field(0.3, gt=0, le=1)  # tile budget of the training selections
+    temperature: float = Field(2.0, gt=0)  # softening of teacher and student probabilities
+    weight: float = Field(1.0, ge=0)  # weight of the distillation term (bag CE weighs 1)
+    epochs: int = Field(6, ge=1)
+    patience: int | None = Field(4, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
 class TrainSection(TrainerConfig):
     """Splits and runtime."""
 
@@ -103,5 +125,6 @@ class MILConfig(StrictModel):
     data: MILDataSection = MILDataSection()
     expert: ExpertSection = ExpertSection()
     scouter: ScouterSection = ScouterSection()
+    distill: DistillSection = DistillSection()
     train: TrainSection = TrainSection()
     glance: GlanceSection = GlanceSection()

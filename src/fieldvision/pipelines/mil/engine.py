@@ -79,6 +79,8 @@ class Predictor:
         scouters: One `Scouter` per fold (same order), or empty for full mode only.
         negative: Index of the negative class, or None.
         device: ``auto`` | ``cpu`` | ``cuda``.
+        students: Optional distilled experts per fold, used instead of `experts` in glance
+            mode (see ``distill`` in the config).
     """
 
     def __init__(
@@ -87,9 +89,12 @@ class Predictor:
         scouters: Sequence[nn.Module],
         negative: int | None,
         device: str = "auto",
+        students: Sequence[nn.Module] | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.experts = [m.eval().to(self.device) for m in experts]
+        self.full_experts = [m.eval().to(self.device) for m in experts]
+        self.students = [m.eval().to(self.device) for m in students] if students else []
+        self.experts = self.full_experts
         self.scouters = [m.eval().to(self.device) for m in scouters]
         self.negative = negative
 
@@ -138,6 +143,8 @@ class Predictor:
         if mode == "glance" and not self.scouters:
             raise ValueError("glance mode needs the run's scouters")
         tile_size = store.spec.tile_size
+        # Glance uses the distilled students when the run has them; full tiling the experts.
+        self.experts = self.students if mode == "glance" and self.students else self.full_experts
         results = []
         indices = range(len(store))
         for i in progress_iter(indices, f"{mode} inference", len(store), enabled=progress):
@@ -175,7 +182,7 @@ class Predictor:
         """
         mask = torch.from_numpy(np.asarray(selected, bool))[None].to(self.device)
         probs = []
-        for f, expert in enumerate(self.experts):
+        for f, expert in enumerate(self.full_experts):
             lg = torch.from_numpy(result.tile_logits[f])[None].to(self.device)
             ft = torch.from_numpy(result.tile_features[f])[None].to(self.device)
             bag, _ = expert.pool(lg, ft, mask)

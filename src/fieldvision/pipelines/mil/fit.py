@@ -7,6 +7,8 @@ A run directory (`fieldvision.runs.RunDir`, kind ``mil``) holds::
     splits.csv          image, label, group, split role per fold
     expert/<split>/     Lightning state + model.safetensors (the tile expert)
     scouter/<split>/    Lightning state + model.safetensors (trained with the expert frozen)
+    student/<split>/    optional (distill.enabled): the expert fine-tuned on glance selections
+                        toward the full-tiling teacher; glance inference then uses it
     oof.csv             validation predictions (full and glance) with the split's models
 
 The scouter's target for an image is the frozen expert's tile evidence map (probability
@@ -33,7 +35,7 @@ from fieldvision.pipelines.mil.inputs import MILTrainingData, class_weights, loa
 from fieldvision.runs import RunDir
 from fieldvision.seeding import torch_generator
 from fieldvision.training.fit import FitTask, Split, fit_splits
-from fieldvision.training.mil import MILSystem, ScouterSystem
+from fieldvision.training.mil import DistillSystem, MILSystem, ScouterSystem
 
 __all__ = ["RUN_KIND", "expert_tile_maps", "train"]
 
@@ -143,15 +145,19 @@ def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> 
     scouters = fit_splits(run.path / "scouter", data.splits, build_scouter, cfg.scouter,
                           cfg.train, seed=cfg.train.seed + 100, label="scouter")  # fmt: skip
 
+    students = _distill(run, data, cfg, experts, scouters) if cfg.distill.enabled else None
+
     # Validation (out-of-fold) metrics: each split's models on its own held-out images.
     blocks, rows = [], []
-    for e, s in zip(experts, scouters, strict=True):
+    for k, (e, s) in enumerate(zip(experts, scouters, strict=True)):
         store = data.store
         sub = store.__class__(data.samples.subset(e.split.val), store.spec,
                               reader=store.reader)  # fmt: skip
+        student = None if students is None else [students[k].model]
         result = evaluate_store(
-            [e.model], [s.model], sub, data.classes, data.negative, cfg, curve=False
-        )
+            [e.model], [s.model], sub, data.classes, data.negative, cfg, curve=False,
+            students=student,
+        )  # fmt: skip
         blocks.append(result)
         for i, name in enumerate(sub.samples.names):
             rows.append({"image": name, "split": e.split.name, "label": sub.samples.labels[i],
@@ -169,6 +175,58 @@ def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> 
     }
     run.update_metrics("fit", summary)
     return summary
+
+
+def _glance_masks(scouter: torch.nn.Module, data: MILTrainingData, cfg: MILConfig) -> np.ndarray:
+    """bool[N, T]: the scouter's selection of every image at the distillation budget."""
+    from fieldvision.data.mil import BagDataset
+    from fieldvision.ops.glance import select_tiles
+
+    def call(model, batch):
+        return {"importance": model(batch["image"])["importance"].flatten(1)}
+
+    (out,) = predict_views(scouter, BagDataset(data.store, with_tiles=False), call,
+                           device=cfg.train.device, batch_size=cfg.data.batch_size)  # fmt: skip
+    g = cfg.glance
+    mask, _ = select_tiles(torch.from_numpy(out["importance"]), cfg.distill.budget,
+                           g.min_tiles, g.stop_entropy)  # fmt: skip
+    return mask.numpy()
+
+
+def _teacher_probs(expert: torch.nn.Module, data: MILTrainingData, cfg: MILConfig) -> np.ndarray:
+    """float32[N, C]: the full-tiling expert's bag probabilities (the teacher)."""
+    from fieldvision.data.mil import BagDataset
+
+    def call(model, batch):
+        return {"prob": model(batch["tiles"])["bag_logits"].float().softmax(-1)}
+
+    (out,) = predict_views(expert, BagDataset(data.store), call, device=cfg.train.device,
+                           batch_size=cfg.data.batch_size)  # fmt: skip
+    return out["prob"].astype(np.float32)
+
+
+def _distill(run: RunDir, data: MILTrainingData, cfg: MILConfig, experts, scouters) -> list:
+    """Train one student per split: the expert fine-tuned on glance selections (optional)."""
+    from fieldvision.data.mil import BagDataset
+
+    def build(split: Split) -> FitTask:
+        k = next(i for i, f in enumerate(experts) if f.split.name == split.name)
+        teacher = _teacher_probs(experts[k].model, data, cfg)
+        masks = _glance_masks(scouters[k].model, data, cfg)
+        student = MILExpert(cfg.expert, num_classes=len(data.classes), negative_class=data.negative)
+        student.load_state_dict(experts[k].model.state_dict())  # start from the teacher
+        system = DistillSystem(student, data.classes, cfg.distill.temperature,
+                               cfg.distill.weight, optim=cfg.distill)  # fmt: skip
+
+        def part(idx: np.ndarray) -> BagDataset:
+            return BagDataset(data.store, idx, data.labels[idx],
+                              arrays={"mask": masks[idx], "teacher": teacher[idx]})  # fmt: skip
+
+        return FitTask(student, system, _loader(part(split.train), cfg, True, cfg.train.seed),
+                       _loader(part(split.val), cfg, False))  # fmt: skip
+
+    return fit_splits(run.path / "student", data.splits, build, cfg.distill, cfg.train,
+                      seed=cfg.train.seed + 200, label="student")  # fmt: skip
 
 
 def _mean_block(blocks: list[dict]) -> dict:

@@ -35,6 +35,7 @@ class MILRun:
     negative: int | None
     experts: list
     scouters: list
+    students: list  # distilled glance experts (empty when the run has none)
 
 
 def load_run(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> MILRun:
@@ -60,7 +61,10 @@ def load_run(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> MIL
         raise RunError(f"{run.path}: metrics.json lists no trained splits", hint="retrain")
     experts = [run.load_model(f"expert/{s}/model.safetensors") for s in splits]
     scouters = [run.load_model(f"scouter/{s}/model.safetensors") for s in splits]
-    return MILRun(run, cfg, classes, negative, experts, scouters)
+    students = []
+    if all((run.path / "student" / s / "model.safetensors").is_file() for s in splits):
+        students = [run.load_model(f"student/{s}/model.safetensors") for s in splits]
+    return MILRun(run, cfg, classes, negative, experts, scouters, students)
 
 
 def _store(images: str | os.PathLike[str], loaded: MILRun, labelled: bool) -> BagStore:
@@ -104,7 +108,8 @@ def predict(
     loaded = load_run(run, sets)
     store = _store(images, loaded, labelled=False)
     g = loaded.cfg.glance
-    predictor = Predictor(loaded.experts, loaded.scouters, loaded.negative, loaded.cfg.train.device)
+    predictor = Predictor(loaded.experts, loaded.scouters, loaded.negative,
+                          loaded.cfg.train.device, loaded.students)  # fmt: skip
     results = predictor.run(store, mode, g.budget, g.min_tiles, g.stop_entropy, progress)
     rows, tile_rows = [], []
     cols_n = loaded.cfg.data.grid[1]
@@ -165,7 +170,8 @@ def evaluate(
     loaded = load_run(run, sets)
     store = _store(data, loaded, labelled=True)
     result = evaluate_store(loaded.experts, loaded.scouters, store, loaded.classes,
-                            loaded.negative, loaded.cfg, progress=progress)  # fmt: skip
+                            loaded.negative, loaded.cfg, progress=progress,
+                            students=loaded.students)  # fmt: skip
     full, glance = result["full"], result["glance"]
     line = (
         f"full_macro_f1={full['macro_f1']:.4f} full_auc={full['auc']:.4f} "

@@ -107,6 +107,7 @@ def evaluate_store(
     cfg: MILConfig,
     curve: bool = True,
     progress: bool = False,
+    students: Sequence[torch.nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Full vs glance metrics (and the budget curve) of models on labelled images.
 
@@ -115,7 +116,7 @@ def evaluate_store(
         "_results": {mode: [ImageResult]}}`` (underscored keys are not JSON-safe).
     """
     labels = store.samples.label_ids(classes)
-    predictor = Predictor(experts, scouters, negative, cfg.train.device)
+    predictor = Predictor(experts, scouters, negative, cfg.train.device, students)
     g = cfg.glance
     full = predictor.run(store, "full", progress=progress)
     glance = predictor.run(store, "glance", g.budget, g.min_tiles, g.stop_entropy, progress)
