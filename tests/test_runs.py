@@ -217,3 +217,12 @@ def test_save_and_load_model_round_trip(tmp_path):
         torch.testing.assert_close(loaded(x)["embedding"], model(x)["embedding"])
     with pytest.raises(RunError, match="model file not found"):
         run.load_model("fold1/model.safetensors")
+
+
+def test_kind_of_names_the_pipeline_or_refuses(tmp_path):
+    from fieldvision.runs import RunDir
+
+    (tmp_path / "run.json").write_text('{"kind": "mil", "status": "done"}')
+    assert RunDir.kind_of(tmp_path) == "mil"
+    with pytest.raises(RunError, match="not a run directory"):
+        RunDir.kind_of(tmp_path / "nope")

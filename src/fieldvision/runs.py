@@ -189,6 +189,18 @@ class RunDir:
             )
         return cls(path, kind, str(info["fingerprint"]), dict(info.get("inputs", {}))), cfg
 
+    @staticmethod
+    def kind_of(path: str | os.PathLike[str]) -> str:
+        """The pipeline a run directory belongs to (``biomass``, ``reid``, ``mil``).
+
+        Raises:
+            RunError: `path` holds no readable ``run.json``.
+        """
+        info = _read_json(Path(path) / RUN_FILE)
+        if info is None or not isinstance(info.get("kind"), str):
+            raise RunError(f"{path}: not a run directory (no readable {RUN_FILE})")
+        return info["kind"]
+
     @property
     def status(self) -> str:
         """``running``, ``done`` or ``failed`` as recorded in ``run.json``."""

@@ -298,13 +298,10 @@ def export_run(
             `out` folder holding other files.
     """
     from fieldvision import __version__
-    from fieldvision.runs import RUN_FILE, RunDir
+    from fieldvision.runs import RunDir
 
     run = Path(run)
-    try:
-        kind = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))["kind"]
-    except (OSError, ValueError, KeyError):
-        raise RunError(f"{run}: not a run directory (no readable {RUN_FILE})") from None
+    kind = RunDir.kind_of(run)
     config_cls = _config_class(kind)
     run_dir, cfg = RunDir.open(run, kind, config_cls)
     weights = sorted(run.rglob("model.safetensors"))
