@@ -226,3 +226,25 @@ def test_kind_of_names_the_pipeline_or_refuses(tmp_path):
     assert RunDir.kind_of(tmp_path) == "mil"
     with pytest.raises(RunError, match="not a run directory"):
         RunDir.kind_of(tmp_path / "nope")
+
+
+def test_a_run_stays_readable_when_a_later_release_adds_a_config_field(tmp_path):
+    """A field added later (with a default) is absent from an old config.yaml: the run still
+    opens, and its config gets the default."""
+    from fieldvision.config import StrictModel as _Strict
+
+    class Old(_Strict):
+        lr: float = 0.1
+
+    class New(_Strict):
+        lr: float = 0.1
+        added: int = 3
+
+    run = RunDir.start(tmp_path / "run", "demo", Old())
+    run.done()
+    _, cfg = RunDir.open(tmp_path / "run", "demo", New)
+    assert cfg.added == 3
+    text = (tmp_path / "run" / CONFIG_FILE).read_text()
+    (tmp_path / "run" / CONFIG_FILE).write_text(text.replace("0.1", "0.2"))
+    with pytest.raises(RunError, match="differs from the config"):
+        RunDir.open(tmp_path / "run", "demo", New)

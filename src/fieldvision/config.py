@@ -28,6 +28,7 @@ __all__ = [
     "apply_runtime_overrides",
     "config_fingerprint",
     "config_to_dict",
+    "fingerprint_of",
     "load_config",
     "recipe_path",
     "runtime_field",
@@ -93,13 +94,23 @@ def config_fingerprint(cfg: BaseModel) -> str:
 
     Two configs with the same fingerprint train the same weights from the same data.
     """
-    data = config_to_dict(cfg)
-    for key in runtime_keys(type(cfg)):
+    return fingerprint_of(config_to_dict(cfg), type(cfg))
+
+
+def fingerprint_of(data: dict[str, Any], model: type[BaseModel]) -> str:
+    """`config_fingerprint` of a config recorded as a plain dict (e.g. a ``config.yaml``).
+
+    Hashing what was recorded, rather than the file re-validated with today's defaults,
+    keeps a run readable after a release adds a config field with a default.
+    """
+    data = _deep_copy(data)
+    for key in runtime_keys(model):
         node = data
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -37,10 +37,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from fieldvision.config import config_fingerprint, config_to_dict, load_config
+from fieldvision.config import config_fingerprint, config_to_dict, fingerprint_of, load_config
 from fieldvision.console import console
 from fieldvision.errors import FieldVisionError, RunError
-from fieldvision.io import write_json, write_yaml
+from fieldvision.io import read_yaml, write_json, write_yaml
 
 __all__ = ["CONFIG_FILE", "METRICS_FILE", "RUN_FILE", "STATUSES", "RunDir"]
 
@@ -182,7 +182,8 @@ class RunDir:
                 hint="run train again with the same --out to resume or replace it",
             )
         cfg = load_config(config, path / CONFIG_FILE)
-        if config_fingerprint(cfg) != info.get("fingerprint"):
+        recorded = read_yaml(path / CONFIG_FILE) or {}
+        if fingerprint_of(recorded, config) != info.get("fingerprint"):
             raise RunError(
                 f"{path / CONFIG_FILE}: differs from the config the run was trained with",
                 hint="restore the original config.yaml or retrain",
