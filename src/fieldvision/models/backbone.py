@@ -24,16 +24,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fieldvision.config import StrictModel
 from fieldvision.errors import ConfigError
 from fieldvision.registry import Registry
 
 __all__ = [
     "BACKBONES",
     "Backbone",
+    "BackboneChoice",
     "PartialWeightsWarning",
     "WeightsReport",
+    "backbone_for",
     "create_backbone",
     "load_weights",
+    "size_pair",
 ]
 
 BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
@@ -387,3 +391,42 @@ def load_weights(
     model.load_state_dict(loaded, strict=False)
     warnings.warn(PartialWeightsWarning(message + " (loaded the matching ones)"), stacklevel=2)
     return report
+
+
+class BackboneChoice(StrictModel):
+    """Which backbone a model uses and where its initial weights come from."""
+
+    backbone: str = "fv_tiny_cnn"  # ours (fv_tiny_cnn, fv_small_resnet) or any timm name
+    pretrained: bool | str = False  # false or a local weights file; never downloads
+    # A weights file must fill every tensor of the backbone and hold nothing else; set
+    # false to load only the matching tensors (e.g. a checkpoint with a classifier head).
+    pretrained_strict: bool = True
+
+
+def backbone_for(cfg: BackboneChoice, channels_last: bool = False, **kwargs: object) -> Backbone:
+    """The backbone a model config chooses (NHWC memory format when `channels_last`).
+
+    Args:
+        cfg: The model's `BackboneChoice` (or a config extending it).
+        channels_last: Convert the weights to channels-last (faster CPU convs, oneDNN).
+        **kwargs: Passed to `create_backbone` (``in_chans``, ``drop_path_rate``).
+    """
+    backbone = create_backbone(
+        cfg.backbone, pretrained=cfg.pretrained, pretrained_strict=cfg.pretrained_strict,
+        **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    return backbone
+
+
+def size_pair(value: Sequence[int], field: str) -> tuple[int, int]:
+    """Two positive integers (an ``(H, W)`` size or a ``(rows, cols)`` grid).
+
+    Raises:
+        ConfigError: Not two positive integers, naming `field`.
+    """
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ConfigError(f"{field} must be two positive integers, got {value!r}")
+    return pair  # type: ignore[return-value]

@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from fieldvision.config import StrictModel
 from fieldvision.errors import ConfigError
-from fieldvision.models.backbone import create_backbone
+from fieldvision.models.backbone import BackboneChoice, backbone_for, size_pair
 from fieldvision.models.film import FiLM
 from fieldvision.models.heads import BiomassHead, MLPHead
 from fieldvision.models.normalize import Normalize
@@ -49,15 +48,6 @@ __all__ = [
 PHASE1_TASKS: tuple[str, ...] = ("month", "ndvi", "height", "species", "state")
 
 
-def _make_backbone(
-    name: str, pretrained: bool | str, channels_last: bool, strict: bool = True
-) -> nn.Module:
-    backbone = create_backbone(name, pretrained=pretrained, pretrained_strict=strict)
-    if channels_last:
-        backbone.to(memory_format=torch.channels_last)
-    return backbone
-
-
 def _encode(backbone: nn.Module, views: Tensor, channels_last: bool) -> Tensor:
     """Pooled backbone features of a batch of views: Tensor[N, 3, h, w] -> Tensor[N, C]."""
     if channels_last:
@@ -70,24 +60,7 @@ def _check_image(image: Tensor, who: str) -> None:
         raise ValueError(f"{who}: expected image Tensor[B, 3, H, W], got {tuple(image.shape)}")
 
 
-def _pair(value: Sequence[int], field: str) -> tuple[int, int]:
-    pair = tuple(int(v) for v in value)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ConfigError(f"{field} must be two positive integers (H, W), got {value!r}")
-    return pair  # type: ignore[return-value]
-
-
 # --------------------------------------------------------------------------- Phase 1
-
-
-class BackboneChoice(StrictModel):
-    """Which backbone a model uses and where its initial weights come from."""
-
-    backbone: str = "fv_tiny_cnn"  # ours (fv_tiny_cnn, fv_small_resnet) or any timm name
-    pretrained: bool | str = False  # false or a local weights file; never downloads
-    # A weights file must fill every tensor of the backbone and hold nothing else; set
-    # false to load only the matching tensors (e.g. a checkpoint with a classifier head).
-    pretrained_strict: bool = True
 
 
 class Phase1Config(BackboneChoice):
@@ -119,7 +92,7 @@ class Phase1Model(nn.Module):
         self.cfg = Phase1Config.narrow(cfg)
         self.dims = {"n_species": int(n_species), "n_states": int(n_states)}
         cfg = self.cfg
-        self.input_size = _pair(cfg.input_size, "input_size")
+        self.input_size = size_pair(cfg.input_size, "input_size")
         if self.input_size[1] % 2:
             raise ConfigError(f"input_size width must be even to split in halves: {cfg.input_size}")
         for flag, n, name in (
@@ -132,9 +105,7 @@ class Phase1Model(nn.Module):
                     hint=f"set use_{name}=false or pass the number of {name} classes",
                 )
         self.normalize = Normalize()
-        self.backbone = _make_backbone(
-            cfg.backbone, cfg.pretrained, cfg.channels_last, cfg.pretrained_strict
-        )
+        self.backbone = backbone_for(cfg, cfg.channels_last)
         c = self.backbone.num_features
         self.heads = nn.ModuleDict(
             {
@@ -273,9 +244,11 @@ class Phase2Model(nn.Module):
         scale_list = None if target_scale is None else [float(s) for s in target_scale]
         self.dims = {"meta_dim": self.meta_dim, "target_scale": scale_list}
         cfg = self.cfg
-        self.global_size = _pair(cfg.global_size, "global_size")
-        self.tile_grid = _pair(cfg.tile_grid, "tile_grid")
-        self.tile_input = None if cfg.tile_input is None else _pair(cfg.tile_input, "tile_input")
+        self.global_size = size_pair(cfg.global_size, "global_size")
+        self.tile_grid = size_pair(cfg.tile_grid, "tile_grid")
+        self.tile_input = (
+            None if cfg.tile_input is None else size_pair(cfg.tile_input, "tile_input")
+        )
         aggregation = str(cfg.aggregation).lower()
         if aggregation not in ("mean", "attention"):
             raise ConfigError(f"aggregation must be 'mean' or 'attention', got {cfg.aggregation!r}")
@@ -289,9 +262,7 @@ class Phase2Model(nn.Module):
         self.register_buffer("target_scale", torch.tensor([float(s) for s in scale]))
 
         self.normalize = Normalize()
-        self.backbone = _make_backbone(
-            cfg.backbone, cfg.pretrained, cfg.channels_last, cfg.pretrained_strict
-        )
+        self.backbone = backbone_for(cfg, cfg.channels_last)
         c = self.backbone.num_features
         self.pool: nn.Module | None = None
         if cfg.use_tiles:

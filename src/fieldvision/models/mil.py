@@ -30,8 +30,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from fieldvision.errors import ConfigError
-from fieldvision.models.backbone import create_backbone
-from fieldvision.models.biomass import BackboneChoice
+from fieldvision.models.backbone import BackboneChoice, backbone_for, size_pair
 from fieldvision.models.heads import MLPHead
 from fieldvision.models.normalize import Normalize
 from fieldvision.models.registry import register_model
@@ -247,22 +246,6 @@ class GatedAttentionPool(AttentionPool):
 # --------------------------------------------------------------------------- models
 
 
-def _make_backbone(cfg: BackboneChoice, channels_last: bool) -> nn.Module:
-    backbone = create_backbone(
-        cfg.backbone, pretrained=cfg.pretrained, pretrained_strict=cfg.pretrained_strict
-    )
-    if channels_last:
-        backbone.to(memory_format=torch.channels_last)
-    return backbone
-
-
-def _pair(value: Sequence[int], field: str) -> tuple[int, int]:
-    pair = tuple(int(v) for v in value)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ConfigError(f"{field} must be two positive integers, got {value!r}")
-    return pair  # type: ignore[return-value]
-
-
 class MILExpertConfig(BackboneChoice):
     """MIL tile expert: backbone + tile head + bag pooling. Defaults are the CPU demo recipe."""
 
@@ -313,7 +296,7 @@ class MILExpert(nn.Module):
         self.negative_class = None if negative_class is None else int(negative_class)
         self.num_classes = int(num_classes)
         self.normalize = Normalize()
-        self.backbone = _make_backbone(cfg, cfg.channels_last)
+        self.backbone = backbone_for(cfg, cfg.channels_last)
         self.num_features = int(self.backbone.num_features)
         self.head = MLPHead(self.num_features, self.num_classes, cfg.hidden, cfg.dropout)
         self.attention: AttentionPool | None = None
@@ -446,11 +429,11 @@ class Scouter(nn.Module):
     def __init__(self, cfg: ScouterConfig, grid: Sequence[int] = (8, 8)) -> None:
         super().__init__()
         self.cfg = ScouterConfig.narrow(cfg)
-        self.grid = _pair(grid, "scouter grid")
+        self.grid = size_pair(grid, "scouter grid")
         self.dims = {"grid": list(self.grid)}
-        self.input_size = _pair(self.cfg.input_size, "input_size")
+        self.input_size = size_pair(self.cfg.input_size, "input_size")
         self.normalize = Normalize()
-        self.backbone = _make_backbone(self.cfg, self.cfg.channels_last)
+        self.backbone = backbone_for(self.cfg, self.cfg.channels_last)
         self.score = nn.Conv2d(self.backbone.num_features, 1, kernel_size=1)
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from fieldvision.models.backbone import create_backbone
-from fieldvision.models.biomass import BackboneChoice
+from fieldvision.models.backbone import BackboneChoice, backbone_for
 from fieldvision.models.normalize import Normalize
 from fieldvision.models.pooling import GeM
 from fieldvision.models.registry import register_model
@@ -54,13 +53,7 @@ class ReIDModel(nn.Module):
         self.dims: dict[str, int] = {}
         cfg = self.cfg
         self.normalize = Normalize.for_channels(cfg.in_chans)
-        self.backbone = create_backbone(
-            cfg.backbone,
-            pretrained=cfg.pretrained,
-            in_chans=cfg.in_chans,
-            drop_path_rate=cfg.drop_path_rate,
-            pretrained_strict=cfg.pretrained_strict,
-        )
+        self.backbone = backbone_for(cfg, in_chans=cfg.in_chans, drop_path_rate=cfg.drop_path_rate)
         c = self.backbone.num_features
         self.pool = GeM(p=cfg.gem_p, learnable=cfg.gem_learnable)
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()

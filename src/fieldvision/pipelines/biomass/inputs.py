@@ -23,10 +23,10 @@ from fieldvision.data.biomass import (
     read_train_table,
 )
 from fieldvision.data.cache import ImageCache
+from fieldvision.data.loaders import batch_loader
 from fieldvision.errors import DataError
 from fieldvision.pipelines.biomass.config import BiomassConfig
 from fieldvision.schemas.biomass import TARGETS
-from fieldvision.seeding import torch_generator
 from fieldvision.training.kfold import grouped_folds
 
 __all__ = [
@@ -156,11 +156,5 @@ def make_loader(
 ) -> DataLoader:
     """A training (shuffled, seeded) or validation DataLoader."""
     dataset = make_dataset(paths, cache, arrays, cfg, train=train, seed=seed)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.data.batch_size,
-        shuffle=train,
-        drop_last=train and len(dataset) > cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        generator=torch_generator(seed),
-    )
+    return batch_loader(dataset, cfg.data.batch_size, train=train,
+                        num_workers=cfg.data.num_workers, seed=seed)  # fmt: skip

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from fieldvision.data.loaders import batch_loader
 from fieldvision.inference import predict_views
 from fieldvision.io import write_csv, write_json
 from fieldvision.models.mil import MILExpert, Scouter
@@ -33,7 +34,6 @@ from fieldvision.pipelines.mil.config import MILConfig
 from fieldvision.pipelines.mil.engine import tile_evidence
 from fieldvision.pipelines.mil.inputs import MILTrainingData, class_weights, load_training_data
 from fieldvision.runs import RunDir
-from fieldvision.seeding import torch_generator
 from fieldvision.training.fit import FitTask, Split, fit_splits
 from fieldvision.training.mil import DistillSystem, MILSystem, ScouterSystem
 
@@ -43,14 +43,8 @@ RUN_KIND = "mil"
 
 
 def _loader(dataset, cfg: MILConfig, train: bool, seed: int = 0) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=cfg.data.batch_size,
-        shuffle=train,
-        drop_last=train and len(dataset) > cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        generator=torch_generator(seed),
-    )
+    return batch_loader(dataset, cfg.data.batch_size, train=train,
+                        num_workers=cfg.data.num_workers, seed=seed)  # fmt: skip
 
 
 def expert_tile_maps(expert: torch.nn.Module, data: MILTrainingData, cfg: MILConfig) -> np.ndarray:
