@@ -52,21 +52,18 @@ def demo(
 
         summary = run_mil_demo(out / "mil", progress=progress, overrides=overrides or [])
         print_comparison(summary["evaluate"])
-        sec = summary["seconds"]
-        typer.echo(
-            f"seconds: synth={sec['synth']:.0f} train={sec['train']:.0f} "
-            f"evaluate={sec['evaluate']:.0f} total={sec['total']:.0f}"
-        )
-        typer.echo(f"report: {summary['report']}")
+        _print_timing(summary)
     else:
         from fieldvision.cli.reid import print_evaluation
         from fieldvision.pipelines.reid.demo import run_reid_demo
 
         summary = run_reid_demo(out / "reid", progress=progress, overrides=overrides or [])
         print_evaluation(summary["results"])
-        sec = summary["seconds"]
-        typer.echo(
-            f"seconds: synth={sec['synth']:.0f} train={sec['train']:.0f} "
-            f"evaluate={sec['evaluate']:.0f} total={sec['total']:.0f}"
-        )
-        typer.echo(f"report: {summary['report']}")
+        _print_timing(summary)
+
+
+def _print_timing(summary: dict) -> None:
+    """The demo's stage timings and report path (stdout)."""
+    sec = summary["seconds"]
+    typer.echo(" ".join(["seconds:", *(f"{k}={sec[k]:.0f}" for k in sec)]))
+    typer.echo(f"report: {summary['report']}")

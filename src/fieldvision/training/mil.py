@@ -18,6 +18,14 @@ from fieldvision.training.system import StepOutput, TaskSystem
 __all__ = ["DistillSystem", "MILSystem", "ScouterSystem"]
 
 
+def _bag_metrics(collected: Mapping[str, Tensor], class_names: Sequence[str]) -> dict[str, float]:
+    """Validation macro-F1 and accuracy of collected bag probabilities."""
+    from fieldvision.metrics.classification import classification_metrics
+
+    m = classification_metrics(collected["label"].numpy(), collected["prob"].numpy(), class_names)
+    return {"macro_f1": float(m["macro_f1"]), "accuracy": float(m["accuracy"])}
+
+
 class MILSystem(TaskSystem):
     """Train a `MILExpert` from image-level labels.
 
@@ -94,12 +102,7 @@ class MILSystem(TaskSystem):
         return StepOutput(loss, {k: v.detach() for k, v in parts.items()}, collect)
 
     def epoch_metrics(self, collected: Mapping[str, Tensor]) -> dict[str, float]:
-        from fieldvision.metrics.classification import classification_metrics
-
-        prob = collected["prob"].numpy()
-        labels = collected["label"].numpy()
-        m = classification_metrics(labels, prob, self.class_names)
-        return {"macro_f1": float(m["macro_f1"]), "accuracy": float(m["accuracy"])}
+        return _bag_metrics(collected, self.class_names)
 
 
 class DistillSystem(TaskSystem):
@@ -150,12 +153,11 @@ class DistillSystem(TaskSystem):
         return StepOutput(loss, {"bag_ce": ce.detach(), "kl": kl.detach()}, collect)
 
     def epoch_metrics(self, collected: Mapping[str, Tensor]) -> dict[str, float]:
-        from fieldvision.metrics.classification import classification_metrics
-
-        prob = collected["prob"].numpy()
-        m = classification_metrics(collected["label"].numpy(), prob, self.class_names)
-        agree = prob.argmax(1) == collected["teacher"].numpy().argmax(1)
-        return {"macro_f1": float(m["macro_f1"]), "agreement": float(agree.mean())}
+        agree = collected["prob"].argmax(1) == collected["teacher"].argmax(1)
+        return {
+            **_bag_metrics(collected, self.class_names),
+            "agreement": float(agree.float().mean()),
+        }
 
 
 class ScouterSystem(TaskSystem):

@@ -94,16 +94,20 @@ class Predictor:
         self.device = resolve_device(device)
         self.full_experts = [m.eval().to(self.device) for m in experts]
         self.students = [m.eval().to(self.device) for m in students] if students else []
-        self.experts = self.full_experts
         self.scouters = [m.eval().to(self.device) for m in scouters]
         self.negative = negative
 
     @torch.no_grad()
-    def _experts(self, tiles: torch.Tensor, mask: torch.Tensor) -> tuple:
-        """Fold-mean class probabilities, and each fold's tile logits and features."""
-        sel = tiles[mask[0]]  # (K, 3, s, s): only the selected tiles are ever scored
+    def _score(self, experts: Sequence[nn.Module], sel: torch.Tensor, mask: torch.Tensor) -> tuple:
+        """Fold-mean class probabilities, and each fold's tile logits and features.
+
+        Args:
+            experts: The fold experts to run.
+            sel: Tensor[K, 3, s, s], the selected tiles only (the others are never cut).
+            mask: Tensor[1, T] bool, which tiles `sel` are.
+        """
         probs, logits, feats = [], [], []
-        for expert in self.experts:
+        for expert in experts:
             lg, ft = expert.score_tiles(sel)  # (K, C), (K, D)
             t = mask.shape[1]
             full_lg = lg.new_zeros((1, t, lg.shape[-1]))
@@ -144,7 +148,7 @@ class Predictor:
             raise ValueError("glance mode needs the run's scouters")
         tile_size = store.spec.tile_size
         # Glance uses the distilled students when the run has them; full tiling the experts.
-        self.experts = self.students if mode == "glance" and self.students else self.full_experts
+        experts = self.students if mode == "glance" and self.students else self.full_experts
         results = []
         indices = range(len(store))
         for i in progress_iter(indices, f"{mode} inference", len(store), enabled=progress):
@@ -159,10 +163,8 @@ class Predictor:
                 mask, _ = select_tiles(scores[None], budget, min_tiles, stop_entropy)
             else:
                 mask = torch.ones((1, t), dtype=torch.bool)
-            chosen = boxes[mask[0].numpy()]
-            tiles = torch.zeros((t, 3, tile_size, tile_size))
-            tiles[mask[0]] = cut_tiles(image, chosen, tile_size)
-            prob, logits, feats = self._experts(tiles.to(self.device), mask.to(self.device))
+            sel = cut_tiles(image, boxes[mask[0].numpy()], tile_size)  # (K, 3, s, s)
+            prob, logits, feats = self._score(experts, sel.to(self.device), mask.to(self.device))
             ms = (time.perf_counter() - start) * 1000.0
             sel = mask[0].numpy()
             evidence = np.full(t, np.nan, np.float32)

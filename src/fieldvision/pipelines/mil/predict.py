@@ -75,10 +75,8 @@ def _store(images: str | os.PathLike[str], loaded: MILRun, labelled: bool) -> Ba
                 f"{samples.source}: evaluation needs labels (a label column or folders)"
             )
         samples.label_ids(loaded.classes)  # labels must be classes of the run
-    store = BagStore(samples, bag_spec(loaded.cfg), max_pixels=loaded.cfg.data.max_image_pixels)
-    for i in range(len(samples)):  # validate every image before writing anything
-        store.load_image(i)
-    return store
+    # Images are validated as inference decodes them: nothing is written before all passed.
+    return BagStore(samples, bag_spec(loaded.cfg), max_pixels=loaded.cfg.data.max_image_pixels)
 
 
 def predict(
@@ -188,7 +186,6 @@ def evaluate(
 
 
 def _write_report(loaded: MILRun, store: BagStore, result: dict[str, Any]) -> None:
-    from fieldvision.pipelines.mil.scoring import lesion_mask
     from fieldvision.report.mil import HeatmapExample, write_mil_report
 
     labels = store.samples.label_ids(loaded.classes)
@@ -200,11 +197,10 @@ def _write_report(loaded: MILRun, store: BagStore, result: dict[str, Any]) -> No
         if per_class.get(c, 0) >= 3:
             continue
         per_class[c] = per_class.get(c, 0) + 1
-        image = _resized(store, i)
         examples.append(HeatmapExample(
-            image, f.boxes, np.nan_to_num(f.expert, nan=0.0), g.selected,
+            _resized(store, i), f.boxes, np.nan_to_num(f.expert, nan=0.0), g.selected,
             f"{loaded.classes[c]} → {result['_pred']['glance'][i]}",
-            mask=lesion_mask(store, i, image.shape[:2]), label=c,
+            mask=result["_masks"][i], label=c,
         ))  # fmt: skip
     write_mil_report(loaded.run.path, {"full": result["full"], "glance": result["glance"]},
                      result["curve"], examples, loaded.classes)  # fmt: skip

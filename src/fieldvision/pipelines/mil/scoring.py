@@ -66,16 +66,20 @@ def lesion_mask(store: BagStore, i: int, size: tuple[int, int]) -> np.ndarray | 
         return m > 127
     if samples.boxes is not None and samples.boxes[i] is not None:
         boxes = read_box_file(samples.boxes[i]).astype(np.float64)
-        src_h, src_w = read_rgb(samples.paths[i]).shape[:2]
-        boxes[:, [0, 2]] *= w / src_w
-        boxes[:, [1, 3]] *= h / src_h
+        if store.spec.input_size is not None:  # boxes are in source pixels: rescale them
+            from PIL import Image
+
+            with Image.open(samples.paths[i]) as im:  # the header only, no decode
+                src_w, src_h = im.size
+            boxes[:, [0, 2]] *= w / src_w
+            boxes[:, [1, 3]] *= h / src_h
         return boxes_to_mask(boxes, h, w)
     return None
 
 
 def _mode_metrics(
     results: list[ImageResult], labels: np.ndarray, classes: Sequence[str],
-    tile_gflops: float, view_gflops: float, glance: bool, store: BagStore,
+    tile_gflops: float, view_gflops: float, glance: bool, masks: list[np.ndarray | None],
 ) -> dict[str, Any]:  # fmt: skip
     prob = np.stack([r.prob for r in results])
     m = classification_metrics(labels, prob, classes)
@@ -86,9 +90,7 @@ def _mode_metrics(
     m["ms_per_image"] = float(np.mean([r.ms for r in results]))
     m["gflops_per_image"] = float(tiles.mean() * tile_gflops + (view_gflops if glance else 0.0))
     records = []
-    for i, r in enumerate(results):
-        size = (int(r.boxes[:, 3].max()), int(r.boxes[:, 2].max()))
-        mask = lesion_mask(store, i, size)
+    for r, mask in zip(results, masks, strict=True):
         if mask is None:
             continue
         scores = np.where(r.selected, np.nan_to_num(r.expert, nan=-1.0), -1.0)
@@ -113,7 +115,9 @@ def evaluate_store(
 
     Returns:
         ``{"full": metrics, "glance": metrics, "curve": [rows], "_pred": {mode: labels},
-        "_results": {mode: [ImageResult]}}`` (underscored keys are not JSON-safe).
+        "_results": {mode: [ImageResult]}, "_masks": [lesion mask or None]}`` (underscored
+        keys are not JSON-safe). The curve's ``ms_per_image`` is an estimate: the measured
+        scouter cost plus that fraction of the measured full-tiling cost.
     """
     labels = store.samples.label_ids(classes)
     predictor = Predictor(experts, scouters, negative, cfg.train.device, students)
@@ -121,10 +125,14 @@ def evaluate_store(
     full = predictor.run(store, "full", progress=progress)
     glance = predictor.run(store, "glance", g.budget, g.min_tiles, g.stop_entropy, progress)
     tile_gf, view_gf = gflops(experts, scouters, store.spec.tile_size, store.spec.scout_size)
+    # Read each image's mask (or boxes) once, at the size its tiles were cut from.
+    masks = [lesion_mask(store, i, (int(r.boxes[:, 3].max()), int(r.boxes[:, 2].max())))
+             for i, r in enumerate(full)]  # fmt: skip
     out: dict[str, Any] = {
-        "full": _mode_metrics(full, labels, classes, tile_gf, view_gf, False, store),
-        "glance": _mode_metrics(glance, labels, classes, tile_gf, view_gf, True, store),
+        "full": _mode_metrics(full, labels, classes, tile_gf, view_gf, False, masks),
+        "glance": _mode_metrics(glance, labels, classes, tile_gf, view_gf, True, masks),
     }
+    out["_masks"] = masks
     out["glance"]["budget"] = g.budget
     rows = []
     if curve:
