@@ -1,0 +1,2 @@
+"""Multi-object tracking and people-flow analytics: containers, trackers, lines, zones,
+heatmaps and cross-camera linking."""
