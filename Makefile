@@ -14,12 +14,14 @@ $(VENV)/.torch:
 	$(PY) -m pip install $(TORCH_SPEC)
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml requirements/trackeval.txt
 	$(PY) -m pip install -e .
+	$(PY) -m pip install --no-deps -r requirements/trackeval.txt
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
+$(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml requirements/trackeval.txt
 	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-deps -r requirements/trackeval.txt
 	touch $@
 
 install: $(VENV)/.installed
