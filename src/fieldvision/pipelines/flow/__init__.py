@@ -1,0 +1,1 @@
+"""The people-flow pipeline: a site file (cameras, lines, zones, camera graph) → events."""

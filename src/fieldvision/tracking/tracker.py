@@ -1,0 +1,447 @@
+"""Multi-object tracker: ByteTrack two-stage association, optional appearance, SORT preset.
+
+One `Tracker` follows the people of one camera. Each `Tracker.update` takes the
+`Detections` of one frame and returns the `Tracks` rows of the confirmed tracks seen in that
+frame. The association, in the order it runs:
+
+1. **High-score stage.** Detections scoring at least ``high_thresh`` are matched to every
+   confirmed track, tracked or lost, on ``1 - IoU`` between the detection and the track's
+   Kalman prediction (optionally ``1 - IoU * score``, which makes a confident detection
+   win a contested track). With embeddings, the cost is ``min(iou_cost, appearance_cost)``
+   as in BoT-SORT, the appearance cost (half the cosine distance to the track's EMA
+   embedding) counting only where it is below ``appearance_thresh`` and the boxes overlap
+   (IoU cost below ``proximity_thresh``), so appearance can rescue a match that motion
+   blurred but never links two distant boxes.
+2. **Low-score stage** (ByteTrack). Detections between ``low_thresh`` and ``high_thresh`` —
+   mostly partly occluded people — are matched, on IoU only, to tracks still unmatched that
+   were tracked in the previous frame. They keep a track alive through an occlusion but
+   never start one.
+3. **Re-identification** (with embeddings). Remaining high-score detections are matched
+   to lost tracks on appearance alone, within a distance a person could have walked, so a
+   person who reappears after an occlusion away from where the motion model predicted gets
+   the old id back.
+4. **Tentative stage.** Remaining high-score detections are matched to tentative tracks
+   (born in recent frames, not yet confirmed); unmatched tentative tracks are dropped.
+5. **Births.** Remaining detections scoring at least ``new_track_thresh`` start tentative
+   tracks, confirmed after ``min_hits`` consecutive matches (at once in the first frame).
+
+Confirmed tracks unmatched in a frame become lost and die once lost for longer than
+``lost_buffer_s`` seconds (at least one frame), converted with the frame rate so the same
+config means the same thing at 7 and at 30 frames/s.
+
+`TrackerConfig.preset` gives ``"bytetrack"`` (all of the above) and ``"sort"`` (SORT,
+Bewley et al. 2016: one IoU Hungarian stage over all tracks, three hits to confirm, one
+frame of grace, no low-score stage and no appearance), the motion-only reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from fieldvision.config import StrictModel
+from fieldvision.errors import ConfigError
+from fieldvision.ops.assignment import linear_assignment
+from fieldvision.ops.boxes import box_iou
+from fieldvision.ops.kalman import BoxKalmanFilter
+from fieldvision.tracking.detections import Detections, Tracks
+from fieldvision.tracking.track import TrackState, TrackTable, l2_normalize
+
+__all__ = ["Tracker", "TrackerConfig", "track_frames"]
+
+# plain ints: an IntEnum attribute lookup per comparison is measurable at 2000 frames/s
+_TENTATIVE, _TRACKED, _LOST = (
+    int(TrackState.TENTATIVE),
+    int(TrackState.TRACKED),
+    int(TrackState.LOST),
+)
+
+
+class TrackerConfig(StrictModel):
+    """Tracker settings; the defaults are the ``"bytetrack"`` preset tuned on MOT15.
+
+    Scores are detector confidences; costs are ``1 - IoU`` (0 = same box, 1 = disjoint).
+    """
+
+    # --- detections
+    # first-stage ("high") detections score at least this
+    high_thresh: float = Field(0.6, ge=0, le=1)
+    # below this a detection is ignored altogether
+    low_thresh: float = Field(0.1, ge=0, le=1)
+    # an unmatched detection needs this to start a track (ByteTrack: 0.7; 0.9 starts fewer
+    # false tracks from the 0.5-0.9 clutter of Faster R-CNN detections on MOT15)
+    new_track_thresh: float = Field(0.9, ge=0, le=1)
+    # --- association (costs: 0 = same box, 1 = disjoint)
+    # max cost of a first-stage match (0.8: IoU >= 0.2, or less with a low score)
+    match_thresh: float = Field(0.8, ge=0, le=1)
+    # max cost (IoU only) in the low-score stage (IoU >= 0.5)
+    low_match_thresh: float = Field(0.5, ge=0, le=1)
+    # max cost for a tentative track to continue
+    tentative_match_thresh: float = Field(0.7, ge=0, le=1)
+    # first-stage cost 1 - IoU * score: a confident box wins a contested track
+    fuse_score: bool = True
+    # ByteTrack's second stage; off: detections below high_thresh are dropped
+    low_score_stage: bool = True
+    # SORT: tentative tracks compete with confirmed ones in the first stage
+    tentative_in_first_stage: bool = False
+    # never match a track to a detection of another class
+    class_aware: bool = True
+    # --- life cycle
+    # consecutive matches to confirm a track (when it gets its id and is first reported)
+    min_hits: int = Field(2, ge=1)
+    # tracks born in the tracker's first frame are confirmed at once
+    confirm_first_frame: bool = True
+    # a lost track dies once unseen for longer than this (at least one frame)
+    lost_buffer_s: float = Field(1.0, ge=0)
+    # --- appearance (used only when detections carry embeddings)
+    use_appearance: bool = True
+    # appearance cost ((1 - cosine) / 2, in [0, 1]) above which appearance is ignored
+    appearance_thresh: float = Field(0.25, ge=0, le=1)
+    # appearance counts only where the IoU cost is at most this (the boxes overlap)
+    proximity_thresh: float = Field(0.5, ge=0, le=1)
+    # EMA weight of a track's old embedding when a new one is blended in
+    embedding_momentum: float = Field(0.9, ge=0, lt=1)
+    # re-identify lost tracks by appearance alone (stage 3)
+    reid: bool = True
+    # max appearance cost to re-identify a lost track (stricter than appearance_thresh:
+    # there is no motion cue to back it up)
+    reid_thresh: float = Field(0.15, ge=0, le=1)
+    # box heights per second a person may move while unseen; None: anywhere in the frame
+    reid_max_speed: float | None = Field(3.0, gt=0)
+    # --- output
+    # reported box: the Kalman-filtered state (smoother, +1 HOTA on MOT15) or the detection
+    output_box: Literal["detection", "filtered"] = "filtered"
+    # --- Kalman noise, as fractions of the box height
+    std_weight_position: float = Field(1.0 / 20, gt=0)
+    std_weight_velocity: float = Field(1.0 / 160, gt=0)
+
+    @classmethod
+    def preset(cls, name: str) -> TrackerConfig:
+        """A named configuration: ``"bytetrack"`` (the defaults) or ``"sort"``.
+
+        Raises:
+            ConfigError: Unknown name.
+        """
+        key = name.lower().replace("-", "").replace("_", "")
+        if key == "bytetrack":
+            return cls()
+        if key == "sort":
+            # SORT's published settings: detections used as given (these MOT15 files hold
+            # scores >= 0.5 only), IoU >= 0.3, min_hits 3, max_age 1 frame, Kalman output.
+            return cls(
+                high_thresh=0.5,
+                low_thresh=0.5,
+                new_track_thresh=0.5,
+                match_thresh=0.7,
+                tentative_match_thresh=0.7,
+                fuse_score=False,
+                low_score_stage=False,
+                tentative_in_first_stage=True,
+                min_hits=3,
+                lost_buffer_s=0.0,  # the one-frame minimum: SORT's max_age=1
+                use_appearance=False,
+                reid=False,
+                output_box="filtered",
+            )
+        raise ConfigError(f"unknown tracker preset {name!r}", hint="use 'bytetrack' or 'sort'")
+
+
+class Tracker:
+    """Online multi-object tracker for one camera (see the module docstring).
+
+    Args:
+        cfg: Settings (`TrackerConfig.preset` for the named ones).
+        fps: Frame rate of the video, to turn the seconds in `cfg` into frames.
+
+    Raises:
+        ConfigError: `fps` is not positive or thresholds are inconsistent.
+    """
+
+    def __init__(self, cfg: TrackerConfig | None = None, fps: float = 30.0) -> None:
+        self.cfg = cfg if cfg is not None else TrackerConfig()
+        if not (math.isfinite(fps) and fps > 0):
+            raise ConfigError(f"fps must be a positive number, got {fps}")
+        if self.cfg.low_thresh > self.cfg.high_thresh:
+            raise ConfigError(
+                f"low_thresh ({self.cfg.low_thresh}) is above high_thresh ({self.cfg.high_thresh})"
+            )
+        self.fps = float(fps)
+        # "longer than lost_buffer_s" in whole frames; at least one so that a single missed
+        # detection never ends a track
+        self.max_lost_frames = max(1, round(self.cfg.lost_buffer_s * self.fps))
+        self.kf = BoxKalmanFilter(self.cfg.std_weight_position, self.cfg.std_weight_velocity)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track and restart ids at 1 (a new video)."""
+        self.tracks = TrackTable(self.kf)
+        self.next_id = 1
+        self.frame: int | None = None
+
+    # ------------------------------------------------------------------ costs
+    def _cost(
+        self,
+        rows: np.ndarray,
+        dets: _FrameDets,
+        cols: np.ndarray,
+        *,
+        fuse_score: bool,
+        appearance: bool,
+    ) -> np.ndarray:
+        """``(len(rows), len(cols))`` cost of tracks `rows` against detections `cols`."""
+        t = self.tracks
+        iou = box_iou(self._pred_boxes[rows], dets.xyxy[cols])
+        iou_cost = 1.0 - iou
+        cost = 1.0 - iou * dets.score[cols][None, :] if fuse_score else iou_cost
+        if appearance and dets.embedding is not None and t.embedding is not None:
+            app = 0.5 * (1.0 - t.embedding[rows] @ dets.embedding[cols].T)
+            usable = (
+                (app <= self.cfg.appearance_thresh)
+                & (iou_cost <= self.cfg.proximity_thresh)
+                & t.has_embedding[rows][:, None]
+            )
+            cost = np.where(usable, np.minimum(cost, app), cost)
+        if self.cfg.class_aware:
+            cost = np.where(t.class_id[rows][:, None] == dets.class_id[cols][None, :], cost, np.inf)
+        return cost
+
+    def _match(
+        self, rows: np.ndarray, dets: _FrameDets, cols: np.ndarray, cost: np.ndarray, thresh: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Assign; returns matched track rows, matched det cols, unmatched rows, unmatched cols."""
+        m, ur, uc = linear_assignment(cost, thresh)
+        return rows[m[:, 0]], cols[m[:, 1]], rows[ur], cols[uc]
+
+    def _apply(self, rows: np.ndarray, dets: _FrameDets, cols: np.ndarray, frame: int) -> None:
+        """Kalman-update matched tracks and blend in high-score embeddings."""
+        if not rows.size:
+            return
+        if dets.embedding is not None:
+            # low-score boxes are mostly occluded people: their features describe the
+            # occluder as much as the person, so they do not move the track's embedding
+            good = dets.score[cols] >= self.cfg.high_thresh
+            if good.any():
+                self.tracks.update(
+                    rows[good], dets.xyxy[cols[good]], dets.score[cols[good]], frame,
+                    dets.embedding[cols[good]], self.cfg.embedding_momentum,
+                )  # fmt: skip
+            rows, cols = rows[~good], cols[~good]
+        self.tracks.update(rows, dets.xyxy[cols], dets.score[cols], frame, None, 0.0)
+
+    # ------------------------------------------------------------------ main loop
+    def update(self, detections: Detections, frame: int) -> Tracks:
+        """Track one frame.
+
+        Args:
+            detections: This frame's detections (embeddings optional).
+            frame: Frame index, strictly increasing between calls (gaps are allowed: the
+                motion model predicts across them and they count towards the lost buffer).
+
+        Returns:
+            The confirmed tracks matched in this frame, one row each, ordered by id, with
+            the matched detection's confidence and class, and the track's smoothed
+            embedding when the detections carry embeddings. The box is the Kalman-filtered
+            state (``output_box="filtered"``, the default) or the matched detection's
+            (``"detection"``). Filtered boxes score better on MOT15 (HOTA +1.0, MOTA +1.8,
+            IDF1 +0.5 with otherwise equal settings): the filter averages out the frame-to-
+            frame jitter of detector boxes, which lifts localisation at the strict IoU
+            thresholds HOTA averages over. Tentative and lost tracks are never reported.
+
+        Raises:
+            ValueError: `frame` does not increase, or embedding sizes change.
+        """
+        cfg = self.cfg
+        frame = int(frame)
+        first = self.frame is None
+        if not first and frame <= self.frame:  # type: ignore[operator]
+            raise ValueError(f"frame {frame} does not follow frame {self.frame}")
+        t = self.tracks
+        # checks first, so that a refused frame leaves the tracker as it was
+        dets = _FrameDets(detections, cfg.low_thresh if cfg.low_score_stage else cfg.high_thresh)
+        emb_dim = None if dets.embedding is None else dets.embedding.shape[1]
+        if emb_dim is not None and t.embedding is not None and emb_dim != t.embedding.shape[1]:
+            raise ValueError(
+                f"frame {frame}: detections carry {emb_dim}-d embeddings, "
+                f"the tracker's tracks have {t.embedding.shape[1]}-d"
+            )
+        dt = 1 if first else frame - self.frame  # type: ignore[operator]
+        self.frame = frame
+        if dt > 1 and len(t):
+            # tracks that outlived the buffer in frames the tracker never saw (a gap in the
+            # frame numbers) are dead before this frame's matching, as if those frames had
+            # been processed empty
+            t.keep((t.state == _TENTATIVE) | (frame - 1 - t.last_frame <= self.max_lost_frames))
+        t.predict(dt)
+        self._pred_boxes = t.boxes()
+        use_app = cfg.use_appearance and dets.embedding is not None
+
+        state = t.state
+        high = np.flatnonzero(dets.score >= cfg.high_thresh)
+        low = np.flatnonzero(dets.score < cfg.high_thresh)
+        confirmed = np.flatnonzero(state != _TENTATIVE)
+        tentative = np.flatnonzero(state == _TENTATIVE)
+        was_tracked = state == _TRACKED
+
+        # 1. high-score detections against confirmed tracks (all tracks for SORT)
+        pool = np.arange(len(t)) if cfg.tentative_in_first_stage else confirmed
+        cost = self._cost(pool, dets, high, fuse_score=cfg.fuse_score, appearance=use_app)
+        m_rows, m_cols, left_rows, left_high = self._match(pool, dets, high, cost, cfg.match_thresh)
+        matched_rows, matched_cols = [m_rows], [m_cols]
+
+        # 2. low-score detections against tracks tracked until the previous frame
+        if cfg.low_score_stage and low.size:
+            cand = left_rows[was_tracked[left_rows]]
+            cost = self._cost(cand, dets, low, fuse_score=False, appearance=False)
+            m2_rows, m2_cols, _, _ = self._match(cand, dets, low, cost, cfg.low_match_thresh)
+            matched_rows.append(m2_rows)
+            matched_cols.append(m2_cols)
+            taken = np.zeros(len(t), dtype=bool)
+            taken[m2_rows] = True
+            left_rows = left_rows[~taken[left_rows]]
+
+        # 3. re-identify lost tracks by appearance alone
+        if use_app and cfg.reid and left_high.size:
+            cand = left_rows[(state[left_rows] == _LOST) & t.has_embedding[left_rows]]
+            if cand.size:
+                cost = self._reid_cost(cand, dets, left_high, frame)
+                m3_rows, m3_cols, _, left_high = self._match(
+                    cand, dets, left_high, cost, cfg.reid_thresh
+                )
+                matched_rows.append(m3_rows)
+                matched_cols.append(m3_cols)
+                # restart the motion model where the person reappeared; the Kalman update
+                # below then only refines it
+                t.reinitiate(m3_rows, dets.xyxy[m3_cols])
+
+        # 4. tentative tracks against the remaining high-score detections
+        drop = np.zeros(len(t), dtype=bool)
+        if not cfg.tentative_in_first_stage and tentative.size:
+            cost = self._cost(
+                tentative, dets, left_high, fuse_score=cfg.fuse_score, appearance=use_app
+            )
+            m4_rows, m4_cols, dead, left_high = self._match(
+                tentative, dets, left_high, cost, cfg.tentative_match_thresh
+            )
+            matched_rows.append(m4_rows)
+            matched_cols.append(m4_cols)
+            drop[dead] = True
+
+        rows = np.concatenate(matched_rows)
+        cols = np.concatenate(matched_cols)
+        self._apply(rows, dets, cols, frame)
+
+        # life cycle: confirm, lose, kill
+        matched = np.zeros(len(t), dtype=bool)
+        matched[rows] = True
+        tent = t.state == _TENTATIVE
+        drop |= tent & ~matched  # a tentative track must match every frame until confirmed
+        promote = tent & matched & (t.hits >= cfg.min_hits)
+        if promote.any():
+            k = int(promote.sum())
+            t.track_id[promote] = np.arange(self.next_id, self.next_id + k)
+            self.next_id += k
+        t.state[matched & ~tent] = _TRACKED
+        t.state[promote] = _TRACKED
+        t.state[~matched & ~tent] = _LOST
+        drop |= (t.state == _LOST) & (frame - t.last_frame > self.max_lost_frames)
+
+        # 5. births
+        born = left_high[dets.score[left_high] >= cfg.new_track_thresh]
+        t.keep(~drop)
+        self._birth(dets, born, frame, first)
+        return self._output(frame, dets.embedding is not None)
+
+    def _reid_cost(
+        self, rows: np.ndarray, dets: _FrameDets, cols: np.ndarray, frame: int
+    ) -> np.ndarray:
+        """Appearance cost of lost tracks `rows` against detections `cols`, gated by distance."""
+        t = self.tracks
+        cost = 0.5 * (1.0 - t.embedding[rows] @ dets.embedding[cols].T)  # type: ignore[index, union-attr]
+        cost = cost.astype(np.float64)
+        if self.cfg.reid_max_speed is not None:
+            # where it was last seen (the detection box, not the drifting prediction)
+            last = t.det_xyxy[rows]
+            h = np.maximum(last[:, 3] - last[:, 1], 1.0)
+            seconds = (frame - t.last_frame[rows]) / self.fps
+            radius = h * (1.0 + self.cfg.reid_max_speed * seconds)  # (R,)
+            c_t = (last[:, :2] + last[:, 2:]) / 2
+            c_d = (dets.xyxy[cols, :2] + dets.xyxy[cols, 2:]) / 2
+            dist = np.linalg.norm(c_t[:, None, :] - c_d[None, :, :], axis=2)
+            cost = np.where(dist <= radius[:, None], cost, np.inf)
+        if self.cfg.class_aware:
+            cost = np.where(t.class_id[rows][:, None] == dets.class_id[cols][None, :], cost, np.inf)
+        return cost
+
+    def _birth(self, dets: _FrameDets, cols: np.ndarray, frame: int, first: bool) -> None:
+        k = cols.size
+        if not k:
+            return
+        confirm = (first and self.cfg.confirm_first_frame) or self.cfg.min_hits <= 1
+        if confirm:
+            state = np.full(k, _TRACKED, dtype=np.int8)
+            ids = np.arange(self.next_id, self.next_id + k)
+            self.next_id += k
+        else:
+            state = np.full(k, _TENTATIVE, dtype=np.int8)
+            ids = np.zeros(k, dtype=np.int64)
+        emb = None if dets.embedding is None else dets.embedding[cols]
+        self.tracks.add(
+            dets.xyxy[cols], dets.score[cols], dets.class_id[cols], frame, state, ids, emb
+        )
+
+    def _output(self, frame: int, with_embedding: bool) -> Tracks:
+        t = self.tracks
+        sel = np.flatnonzero((t.state == _TRACKED) & (t.last_frame == frame))
+        if not sel.size:
+            return Tracks.empty()
+        sel = sel[np.argsort(t.track_id[sel], kind="stable")]
+        boxes = t.det_xyxy[sel] if self.cfg.output_box == "detection" else t.boxes(sel)
+        emb = None
+        if with_embedding and t.embedding is not None:
+            emb = t.embedding[sel]
+        return Tracks(
+            frame=np.full(sel.size, frame, dtype=np.int64),
+            track_id=t.track_id[sel],
+            xyxy=boxes,
+            confidence=t.score[sel],
+            class_id=t.class_id[sel],
+            embedding=emb,
+        )
+
+
+class _FrameDets:
+    """The detections of one frame that the tracker uses, as plain arrays.
+
+    Detections below `min_score` are dropped; embeddings are L2-normalised once here.
+    """
+
+    __slots__ = ("class_id", "embedding", "score", "xyxy")
+
+    def __init__(self, detections: Detections, min_score: float) -> None:
+        keep = detections.confidence >= min_score
+        self.xyxy = detections.xyxy[keep]
+        self.score = detections.confidence[keep]
+        self.class_id = detections.class_id[keep]
+        emb = detections.embedding
+        self.embedding = None if emb is None else l2_normalize(emb[keep])
+
+
+def track_frames(
+    frames: Iterable[tuple[int, Detections]], cfg: TrackerConfig | None = None, fps: float = 30.0
+) -> Tracks:
+    """Track a whole sequence with a fresh `Tracker`.
+
+    Args:
+        frames: ``(frame, detections)`` in increasing frame order.
+        cfg: Tracker settings (default: the ``"bytetrack"`` preset).
+        fps: Frame rate of the sequence.
+
+    Returns:
+        Every reported row, ordered by frame then track id.
+    """
+    tracker = Tracker(cfg, fps)
+    return Tracks.concat([tracker.update(d, f) for f, d in frames])
