@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?= -q -m "not slow and not gpu" -n 2
 
-.PHONY: install install-dev demo test lint bench clean
+.PHONY: install install-dev system-deps demo test lint bench clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,15 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# apt-get installs Chromium (dashboard browser test) and PostgreSQL (store tests) only where
+# missing; see scripts/system_deps.sh.
+system-deps:
+	scripts/system_deps.sh
+
 demo: install
 	$(VENV)/bin/fieldvision demo
 
-test: install-dev
+test: install-dev system-deps
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest $(PYTEST_ARGS)
 

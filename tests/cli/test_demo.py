@@ -55,7 +55,28 @@ def test_reid_demo_prints_the_evaluation(tmp_path, capsys, monkeypatch):
     assert "raw:mAP=0.5000,rank1=0.7000" in out and "report:" in out
 
 
-@pytest.mark.parametrize("name", ["flow", "nope"])
+@pytest.mark.parametrize("name", ["nope", "Flow"])
 def test_unknown_demo_is_a_clear_error(tmp_path, capsys, name):
     assert main(["demo", name, "--out", str(tmp_path)]) == 2
     assert "unknown demo" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_flow_demo_end_to_end(tmp_path, capsys, monkeypatch):
+    from fieldvision.pipelines.flow import demo as flow_demo
+
+    # A smaller site than the shipped demo keeps this under ten seconds; same code path.
+    monkeypatch.setitem(flow_demo.DEMO_SITE, "people", 40)
+    monkeypatch.setitem(flow_demo.DEMO_SITE, "minutes", 3)
+    assert main(["demo", "flow", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("line_count_mape="))
+    scores = dict(kv.split("=") for kv in line.split())
+    assert {"idf1_cam0", "idf1_cam1", "idf1_cam2", "link_precision", "link_recall"} <= set(scores)
+    assert float(scores["link_precision"]) > 0.5 and float(scores["idf1_cam0"]) > 30
+    report = tmp_path / "flow" / "report" / "report.md"
+    assert "Camera-to-camera flow" in report.read_text()
+    assert (tmp_path / "flow" / "report" / "counts.png").is_file()
+    # Re-running stores nothing twice: ingest is idempotent.
+    assert main(["demo", "flow", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert "stored 0 new" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from fieldvision import __version__
 from fieldvision.cli.biomass import app as biomass_app
 from fieldvision.cli.demo import demo
 from fieldvision.cli.export import export
+from fieldvision.cli.flow import app as flow_app
 from fieldvision.cli.mil import app as mil_app
 from fieldvision.cli.reid import app as reid_app
 from fieldvision.errors import FieldVisionError
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(biomass_app, name="biomass")
 app.add_typer(reid_app, name="reid")
 app.add_typer(mil_app, name="mil")
+app.add_typer(flow_app, name="flow")
 app.command("demo")(demo)
 app.command("export")(export)
 

@@ -11,11 +11,11 @@ from fieldvision.cli.options import ProgressOpt, SetOpt
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 
-PIPELINES = ("biomass", "reid", "mil")
+PIPELINES = ("biomass", "reid", "mil", "flow")
 
 
 def demo(
-    pipeline: str = typer.Argument("biomass", help="Which pipeline: biomass, reid or mil."),
+    pipeline: str = typer.Argument("biomass", help="Which pipeline: biomass, reid, mil or flow."),
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the demo."),
     overrides: SetOpt = None,
     progress: ProgressOpt = True,
@@ -46,6 +46,13 @@ def demo(
         summary = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "seconds")
         typer.echo(f"{summary} seconds={scores['seconds']:.0f}")
         typer.echo(f"report: {out / 'biomass' / 'run' / 'report.md'}")
+    elif pipeline == "flow":
+        from fieldvision.cli.flow import print_site_scores
+        from fieldvision.pipelines.flow.demo import run_flow_demo
+
+        summary = run_flow_demo(out / "flow", progress=progress)
+        print_site_scores(summary["scores"])
+        _print_timing(summary)
     elif pipeline == "mil":
         from fieldvision.cli.mil import print_comparison
         from fieldvision.pipelines.mil.demo import run_mil_demo
