@@ -13,7 +13,8 @@ export that fails parity raises and leaves no file.
 ``manifest.json`` (models, input / output names and shapes, dynamic axes, normalisation,
 opset, fieldvision version, parity figures, sha256 of each file), written to a temporary
 folder and renamed into place, so an interrupted or failed export leaves nothing partial.
-`verify_export` re-checks the checksums (an edited or foreign ``.onnx`` is refused).
+`verify_export` re-checks the checksums (an edited or foreign ``.onnx`` is refused), of the
+INT8 copies too (``fieldvision.export.quantize``).
 
 Where we differ from a one-model export script: the MIL expert is exported as its tile
 scorer (tiles → tile logits and features); the bag pooling (max / top-k / attention over a
@@ -285,13 +286,20 @@ def _image_size(kind: str, cfg: Any, relpath: str) -> tuple[int, int] | None:
 
 
 def export_run(
-    run: str | os.PathLike[str], out: str | os.PathLike[str], opset: int = 18
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    opset: int = 18,
+    extend: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Export every model of a finished run into `out` with a ``manifest.json``.
 
     `out` must be absent, empty, or a previous export (it is then replaced); the export is
     built in a temporary folder beside it and renamed into place only when every model
     passed parity.
+
+    `extend(staging, manifest)` runs after every model passed parity and before the
+    manifest is written: it may add files to the staging folder and fields to the manifest
+    (``--int8`` adds the quantized copies); if it raises, nothing is left behind.
 
     Raises:
         RunError: Not a finished run, a model that cannot be exported, failed parity, or an
@@ -329,6 +337,8 @@ def export_run(
             "opset": opset,
             "models": models,
         }
+        if extend is not None:
+            extend(staging, manifest)
         write_json(staging / MANIFEST, manifest)
         if out.exists():
             shutil.rmtree(out)
@@ -368,12 +378,16 @@ def verify_export(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, ValueError):
         raise RunError(f"{folder}: no readable {MANIFEST}", hint="run fieldvision export") from None
     for name, entry in manifest.get("models", {}).items():
-        path = folder / entry["file"]
-        if not path.is_file():
-            raise RunError(f"{folder}: model {name!r} file {entry['file']} is missing")
-        if _sha256(path) != entry["sha256"]:
-            raise RunError(
-                f"{path}: checksum differs from {MANIFEST} (edited, or from another export)",
-                hint="re-export the run",
-            )
+        # The FP32 file and, after --int8, its quantized copy: both are checksummed.
+        for record in (entry, entry.get("int8")):
+            if record is None:
+                continue
+            path = folder / record["file"]
+            if not path.is_file():
+                raise RunError(f"{folder}: model {name!r} file {record['file']} is missing")
+            if _sha256(path) != record["sha256"]:
+                raise RunError(
+                    f"{path}: checksum differs from {MANIFEST} (edited, or from another export)",
+                    hint="re-export the run",
+                )
     return manifest

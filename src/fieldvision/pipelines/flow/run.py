@@ -2,8 +2,9 @@
 
 Order of work, so that bad input never leaves a half-filled store:
 
-1. open the store (an unreachable server or wrong password fails here, before any work);
-2. open every camera's source (each detections file and its embeddings fully validated);
+1. open every camera's source (each detections file and its embeddings fully validated);
+2. open the store (an unreachable server or wrong password fails here, before any work;
+   an SQLite file is only created once every source has passed);
 3. per camera: track, replay the tracks through its lines and zones (events);
 4. link tracklets across cameras under the camera graph's transit windows (global ids);
 5. ingest all events in batches. Ingest is idempotent (events have deterministic ids), so a
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldvision.console import console, progress_iter
-from fieldvision.pipelines.flow.sources import open_source
+from fieldvision.pipelines.flow.sources import CameraSource, open_source
 from fieldvision.pipelines.flow.track import load_tracker_config, track_frames_timed
 from fieldvision.tracking.detections import Tracks
 from fieldvision.tracking.events import Event
@@ -71,12 +72,15 @@ def _counters(camera: Any) -> tuple[list[Any], list[Any]]:
     return lines, zones
 
 
-def process_site(site: Any, *, progress: bool = True) -> SiteRun:
+def process_site(
+    site: Any, *, progress: bool = True, sources: Sequence[CameraSource] | None = None
+) -> SiteRun:
     """Track, analyse and link every camera of `site` (nothing is written).
 
     Args:
         site: A `SiteConfig` (`load_site`).
         progress: Show a progress bar per camera.
+        sources: The cameras' opened sources (default: opened here, validating each).
     """
     from fieldvision.tracking.analytics import analyze_tracks
     from fieldvision.tracking.linking import link_tracklets, tracklets_from_tracks
@@ -84,7 +88,8 @@ def process_site(site: Any, *, progress: bool = True) -> SiteRun:
     tracker_section = dict(site.tracker)
     preset = str(tracker_section.pop("preset", "bytetrack"))
     cfg = load_tracker_config(preset, extra=tracker_section)
-    sources = [open_source(cam) for cam in site.cameras]  # validates every camera first
+    if sources is None:
+        sources = [open_source(cam) for cam in site.cameras]  # validates every camera first
     t_site = site.start.timestamp()
     cameras: list[CameraRun] = []
     tracklets = []
@@ -129,9 +134,10 @@ def run_site(
     from fieldvision.data.mot import write_mot_tracks
     from fieldvision.store.events import EventStore
 
+    sources = [open_source(cam) for cam in site.cameras]  # every input checked first
     store = EventStore.open(store_url)  # connection problems surface before any work
     try:
-        run = process_site(site, progress=progress)
+        run = process_site(site, progress=progress, sources=sources)
         events = run.events
         t0 = time.perf_counter()
         inserted = 0
