@@ -208,6 +208,20 @@ def test_video_source_checks_its_detector(site_dir):
     assert load_site(_write(site_dir, data)).cameras[0].source.detector == "hog"
 
 
+def test_video_source_reid_run_must_be_a_run(site_dir):
+    (site_dir / "clip.mp4").write_bytes(b"")
+    (site_dir / "reid").mkdir()
+    data = copy.deepcopy(VALID)
+    data["cameras"][0]["source"] = {"kind": "video", "path": "clip.mp4", "reid_run": "reid"}
+    with pytest.raises(ConfigError, match=r"source\.reid_run: not a run directory"):
+        load_site(_write(site_dir, data))
+    (site_dir / "reid" / "run.json").write_text("{}")
+    assert load_site(_write(site_dir, data)).cameras[0].source.reid_run == site_dir / "reid"
+    data["cameras"][1]["source"]["reid_run"] = "reid"
+    with pytest.raises(ConfigError, match="reid_run is only for kind 'video'"):
+        load_site(_write(site_dir, data))
+
+
 def test_file_level_problems(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_site(tmp_path / "missing.yaml")

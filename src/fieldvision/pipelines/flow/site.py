@@ -82,6 +82,9 @@ class SourceConfig(StrictModel):
     embeddings: Path | None = None
     detector: str = "hog"  # video: "hog" (OpenCV people detector) or an .onnx model path
     min_score: float = Field(0.0, ge=0.0, le=1.0)  # detections scored below are dropped
+    # video: a `fieldvision reid train` run whose network embeds each person crop
+    # (appearance for the tracker and cross-camera linking; crops are never stored).
+    reid_run: Path | None = None
 
     @field_validator("path")
     @classmethod
@@ -103,6 +106,18 @@ class SourceConfig(StrictModel):
         path = _resolve(value, info)
         if not path.is_file():
             raise ValueError(f"file not found: {path}")
+        return path
+
+    @field_validator("reid_run")
+    @classmethod
+    def _reid_run_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        if info.data.get("kind") != "video":
+            raise ValueError("reid_run is only for kind 'video' (mot sources bring embeddings)")
+        path = _resolve(value, info)
+        if not (path / "run.json").is_file():
+            raise ValueError(f"not a run directory (no run.json): {path}")
         return path
 
     @field_validator("detector")

@@ -37,6 +37,7 @@ class CameraSource:
     _frames: list[tuple[int, Detections]] | None = None
     _video: Path | None = None
     _detector: Any = None
+    _embedder: Any = None
 
     def frames(self) -> Iterator[tuple[int, Detections]]:
         """``(frame, detections)`` for every frame, in order, from 1."""
@@ -53,7 +54,15 @@ class CameraSource:
                 if not ok:
                     break
                 index += 1
-                yield index, self._detector(image)
+                dets = self._detector(image)
+                if self._embedder is not None:
+                    dets = Detections(
+                        xyxy=dets.xyxy,
+                        confidence=dets.confidence,
+                        class_id=dets.class_id,
+                        embedding=self._embedder(image, dets),
+                    )
+                yield index, dets
         finally:
             cap.release()
 
@@ -64,6 +73,7 @@ def open_source(camera: Any) -> CameraSource:
     Raises:
         DataError: The detections file is malformed, its embeddings do not match, or the
             video cannot be opened.
+        RunError: A video camera's ``reid_run`` is not a finished re-ID run.
     """
     src = camera.source
     if src.kind == "mot":
@@ -83,6 +93,12 @@ def open_source(camera: Any) -> CameraSource:
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     cap.release()
     detector = make_detector(str(src.detector or "hog"), min_score=src.min_score or 0.0)
+    embedder = None
+    if getattr(src, "reid_run", None) is not None:
+        from fieldvision.pipelines.flow.appearance import reid_crop_embedder
+
+        embedder = reid_crop_embedder(Path(src.reid_run))  # RunError if not a finished run
     return CameraSource(
-        camera.id, float(camera.fps), count, "video", _video=Path(src.path), _detector=detector
-    )
+        camera.id, float(camera.fps), count, "video", _video=Path(src.path),
+        _detector=detector, _embedder=embedder,
+    )  # fmt: skip
