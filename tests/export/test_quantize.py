@@ -20,8 +20,9 @@ import fieldvision.models.reid  # noqa: F401  (registers the models)
 from fieldvision.config import load_config
 from fieldvision.errors import DataError, RunError
 from fieldvision.export import export_model, export_spec, verify_export
+from fieldvision.export.accuracy import agreement
 from fieldvision.export.calibration import FeedReader
-from fieldvision.export.quantize import agreement, export_run_int8, quantize_model
+from fieldvision.export.quantize import export_run_int8, quantize_model
 from fieldvision.models.registry import create_model
 
 # Tolerance of a quantized tiny model against FP32, per output: cosine similarity of the
@@ -304,8 +305,8 @@ def test_biomass_phase2_is_fed_and_scored_as_predict_does(biomass):
 def test_mil_macro_f1_pools_onnx_tiles_with_the_experts_own_pooling(tmp_path):
     from fieldvision.data.mil import BagStore
     from fieldvision.data.synthetic.leaves import generate_leaf_dataset
+    from fieldvision.export.accuracy import _Task
     from fieldvision.export.calibration import load_image_set, model_feeds, run_views, tta_views
-    from fieldvision.export.quantize import _Task
     from fieldvision.pipelines.mil import MILConfig, train
     from fieldvision.pipelines.mil.engine import Predictor
     from fieldvision.pipelines.mil.inputs import bag_spec, read_samples
