@@ -6,8 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 
-from fieldvision.ops.assignment import linear_assignment
+from fieldvision.ops.assignment import linear_assignment, solve_assignment
 
 
 def _brute_force_best(cost: np.ndarray, threshold: float) -> float:
@@ -99,3 +100,51 @@ def test_bad_input():
         linear_assignment(np.zeros(3), 0.5)
     with pytest.raises(ValueError, match="NaN"):
         linear_assignment(np.array([[np.nan]]), 0.5)
+
+
+def _scipy_on_clipped(cost: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: SciPy's full assignment of the clipped matrix, barred pairs dropped."""
+    allowed = cost <= threshold
+    if not allowed.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows, cols = linear_sum_assignment(np.where(allowed, cost - threshold, 0.0))
+    keep = allowed[rows, cols]
+    return rows[keep], cols[keep]
+
+
+@pytest.mark.parametrize("kind", ["ties", "uniform", "constant", "near-threshold", "barred"])
+def test_single_row_or_column_shortcut_equals_scipy(kind):
+    # solve_assignment answers 1 x M and N x 1 problems without SciPy; ties (equal costs,
+    # costs equal to the threshold) must resolve exactly as SciPy resolves them
+    rng = np.random.default_rng(len(kind))
+    values = {
+        "ties": lambda s: rng.integers(0, 4, s) / 4.0,
+        "uniform": lambda s: rng.uniform(0, 1, s),
+        "constant": lambda s: np.full(s, 0.5),
+        "near-threshold": lambda s: rng.choice([0.5, 0.5 - 2**-53, 0.5 + 2**-52, 0.3], s),
+        "barred": lambda s: np.where(rng.uniform(size=s) < 0.4, np.inf, rng.uniform(0, 1, s)),
+    }[kind]
+    for trial in range(400):
+        k = int(rng.integers(1, 8))
+        shape = (1, k) if trial % 2 else (k, 1)
+        cost = values(shape).astype(float)
+        threshold = float(rng.choice([0.25, 0.5, 0.75]))
+        rows, cols, free_rows, free_cols = solve_assignment(cost, threshold)
+        ref_rows, ref_cols = _scipy_on_clipped(cost, threshold)
+        np.testing.assert_array_equal(rows, ref_rows)
+        np.testing.assert_array_equal(cols, ref_cols)
+        np.testing.assert_array_equal(np.sort(np.r_[rows, free_rows]), np.arange(shape[0]))
+        np.testing.assert_array_equal(np.sort(np.r_[cols, free_cols]), np.arange(shape[1]))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_solve_assignment_equals_linear_assignment(seed):
+    rng = np.random.default_rng(100 + seed)
+    cost = rng.uniform(0, 1, (int(rng.integers(1, 9)), int(rng.integers(1, 9))))
+    cost[rng.uniform(size=cost.shape) < 0.2] = np.inf
+    matches, ur, uc = linear_assignment(cost, 0.6)
+    rows, cols, free_rows, free_cols = solve_assignment(cost, 0.6)
+    np.testing.assert_array_equal(matches, np.stack([rows, cols], axis=1).reshape(-1, 2))
+    np.testing.assert_array_equal(ur, free_rows)
+    np.testing.assert_array_equal(uc, free_cols)
+    assert all(a.dtype == np.int64 for a in (rows, cols, free_rows, free_cols))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from fieldvision.ops.boxes import box_area, box_iou, soft_nms
+from fieldvision.ops.boxes import box_area, box_iou, pairwise_iou, soft_nms
 
 
 def _random_boxes(rng: np.random.Generator, n: int, integer: bool = False) -> np.ndarray:
@@ -153,3 +153,15 @@ def test_soft_nms_empty_and_bad_input():
         soft_nms(np.zeros((1, 4)), np.ones(1), method="cubic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sigma"):
         soft_nms(np.zeros((1, 4)), np.ones(1), sigma=0.0)
+
+
+def test_pairwise_iou_is_box_iou_without_the_checks():
+    rng = np.random.default_rng(7)
+    a, b = _random_boxes(rng, 11), _random_boxes(rng, 6)
+    b[0] = [5.0, 5.0, 5.0, 5.0]  # degenerate: zero area
+    ref = box_iou(a, b)
+    np.testing.assert_array_equal(pairwise_iou(a, b), ref)
+    np.testing.assert_array_equal(pairwise_iou(a, b, box_area(a), box_area(b)), ref)
+    point = b[:1]
+    assert pairwise_iou(point, point)[0, 0] == 0.0
+    assert pairwise_iou(a, np.zeros((0, 4))).shape == (11, 0)

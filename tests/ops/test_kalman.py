@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fieldvision.ops.kalman import CHI2_95, BoxKalmanFilter, xyah_to_xyxy, xyxy_to_xyah
+from fieldvision.ops.kalman import (
+    CHI2_95,
+    BoxKalmanFilter,
+    blocks_to_cov,
+    cov_to_blocks,
+    xyah_to_xyxy,
+    xyxy_to_xyah,
+)
 
 KF = BoxKalmanFilter()  # std_weight_position 1/20, std_weight_velocity 1/160
 
@@ -172,3 +179,49 @@ def test_box_conversions_round_trip():
     state = np.concatenate([xyah, np.ones((2, 4))], axis=1)  # (N, 8) states work too
     np.testing.assert_allclose(xyah_to_xyxy(state), xyxy)
     assert xyah_to_xyxy(np.zeros((0, 8))).shape == (0, 4)
+
+
+def test_block_form_equals_full_form():
+    """The tracker's block form: the full form's numbers, without the structural zeros."""
+    rng = np.random.default_rng(4)
+    n = 7
+    z = np.stack(
+        [rng.uniform(0, 900, n), rng.uniform(0, 500, n), rng.uniform(0.2, 0.8, n),
+         rng.uniform(10, 400, n)], axis=1,
+    )  # fmt: skip
+    mean, cov = KF.initiate(z)
+    bmean, blocks = KF.initiate_blocks(z)
+    np.testing.assert_array_equal(bmean, mean)
+    np.testing.assert_array_equal(blocks_to_cov(blocks), cov)
+    for step in range(60):
+        dt = (1.0, 1.0, 2.0, 3.0)[step % 4]
+        mean, cov = KF.predict(mean, cov, dt)
+        bmean, blocks = KF.predict_blocks(bmean, blocks, dt)
+        np.testing.assert_array_equal(bmean, mean)
+        np.testing.assert_array_equal(blocks_to_cov(blocks), cov)
+        if step % 5:
+            meas = mean[:, :4] + rng.normal(0, 3, (n, 4)) * [1, 1, 0.01, 1]
+            mean, cov = KF.update(mean, cov, meas)
+            bmean, blocks = KF.update_blocks(bmean, blocks, meas)
+            # the full form solves S x = H P; the block form multiplies by 1 / S
+            np.testing.assert_allclose(bmean, mean, rtol=1e-13, atol=1e-12)
+            np.testing.assert_allclose(blocks_to_cov(blocks), cov, rtol=1e-12, atol=1e-12)
+            bmean, blocks = mean.copy(), cov_to_blocks(cov)  # keep the two in lockstep
+    assert blocks.shape == (n, 2, 2, 4)
+    np.testing.assert_array_equal(blocks, blocks.transpose(0, 2, 1, 3))  # symmetric blocks
+
+
+def test_block_form_conversions_and_empty_batches():
+    mean, blocks = KF.initiate_blocks(np.zeros((0, 4)))
+    assert mean.shape == (0, 8) and blocks.shape == (0, 2, 2, 4)
+    pm, pb = KF.predict_blocks(mean, blocks)
+    um, ub = KF.update_blocks(pm, pb, np.zeros((0, 4)))
+    assert um.shape == (0, 8) and ub.shape == (0, 2, 2, 4)
+    with pytest.raises(ValueError, match="measurements"):
+        KF.update_blocks(*KF.initiate_blocks(np.ones((2, 4))), np.ones((1, 4)))
+    _, cov = KF.predict(*KF.initiate(np.array([[10.0, 20, 0.5, 100]])))
+    np.testing.assert_array_equal(blocks_to_cov(cov_to_blocks(cov)), cov)
+    coupled = cov.copy()
+    coupled[0, 0, 1] = coupled[0, 1, 0] = 1.0  # cx with cy: not this filter's structure
+    with pytest.raises(ValueError, match="block-diagonal"):
+        cov_to_blocks(coupled)

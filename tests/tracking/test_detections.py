@@ -76,3 +76,21 @@ def test_tracks_concat_sort_and_by_track():
     assert len(Tracks.concat([])) == 0
     with pytest.raises(ValueError, match="with and without embeddings"):
         Tracks.concat([a, Tracks(frame=[3], track_id=[1], xyxy=BOX, embedding=[[1.0]])])
+
+
+def test_trusted_constructors_wrap_without_checks_or_copies():
+    # the public constructors validate (above); the private _trusted path is for columns
+    # built in-house (the tracker's per-frame output) and takes them as they are
+    xyxy, conf, cls = np.array(BOX), np.array([0.5]), np.array([3], dtype=np.int64)
+    d = Detections._trusted(xyxy, conf, cls)
+    assert d.xyxy is xyxy and d.confidence is conf and d.class_id is cls and d.embedding is None
+    frame, tid = np.array([4], dtype=np.int64), np.array([9], dtype=np.int64)
+    t = Tracks._trusted(frame, tid, xyxy, conf, cls, np.ones((1, 2), np.float32))
+    assert t.frame is frame and t.track_id is tid and len(t) == 1
+    checked = Tracks(frame=frame, track_id=tid, xyxy=xyxy, confidence=conf, class_id=cls)
+    for name in ("frame", "track_id", "xyxy", "confidence", "class_id"):
+        np.testing.assert_array_equal(getattr(t, name), getattr(checked, name))
+    later = Tracks(frame=[5], track_id=[9], xyxy=BOX, embedding=np.ones((1, 2)))
+    assert len(Tracks.concat([t, later])) == 2  # a normal container from there on
+    with pytest.raises(ValueError, match="twice in one frame"):  # the public path still checks
+        Tracks(frame=[4, 4], track_id=[9, 9], xyxy=np.ones((2, 4)))

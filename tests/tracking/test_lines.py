@@ -215,3 +215,37 @@ def test_misuse_is_refused_and_empty_input_gives_nothing():
         counter.replay(_track("DDDUUU"), np.arange(6.0), "cam")
     with pytest.raises(ValueError, match="timestamps"):
         LineCounter("x", LINE).replay(_track("DDDUUU"), np.arange(5.0), "cam")
+
+
+@pytest.mark.parametrize(
+    ("with_looks", "n_ids", "n_crossings"),
+    [
+        (True, 1, 1),  # re-identified by appearance: same id, so the held side carries over
+        (False, 2, 0),  # motion alone loses them: a new track born past the line never counts
+    ],
+    ids=["reidentified", "fragmented"],
+)
+def test_a_crossing_hidden_from_the_tracker_counts_once_the_track_is_reidentified(
+    with_looks, n_ids, n_crossings
+):
+    # Someone walks right at 10 px/frame towards a vertical line at x = 300, is hidden for
+    # 8 frames while dawdling across it, and reappears at x = 320: the motion model
+    # expected them near x = 380, so only their look can give the old id back.
+    from fieldvision.tracking.detections import Detections
+    from fieldvision.tracking.tracker import Tracker, TrackerConfig
+
+    rng = np.random.default_rng(0)
+    look = rng.normal(size=16)
+    path = [(f, 150.0 + 10 * (f - 1)) for f in range(1, 16)]  # x = 150 .. 290
+    path += [(f, 320.0 + 10 * (f - 24)) for f in range(24, 40)]  # x = 320 .. 470
+    tracker = Tracker(TrackerConfig(), fps=10)
+    rows = []
+    for f, x in path:
+        emb = (look + 0.05 * rng.normal(size=16))[None] if with_looks else None
+        box = np.array([[x - 20, 150.0, x + 20, 250.0]])
+        rows.append(tracker.update(Detections(xyxy=box, confidence=[0.95], embedding=emb), f))
+    tracks = Tracks.concat(rows)
+    assert len(tracks.ids) == n_ids
+    counter = LineCounter("door", [[300, 0], [300, 400]])
+    events = counter.replay(tracks, tracks.frame / 10, "cam")
+    assert len(events) == n_crossings

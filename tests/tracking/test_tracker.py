@@ -293,3 +293,52 @@ def test_embedding_size_change_is_an_error():
     # the refused frame changed nothing: the next good frame continues the track
     out = tracker.update(_dets([(100, 200)], embedding=rng.normal(size=(1, 8))), 2)
     assert out.track_id.tolist() == [1]
+
+
+# --- the fast paths: same numbers, valid containers ---------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["bytetrack", "sort"])
+def test_per_frame_output_passes_the_containers_checks(preset):
+    # update() builds its Tracks unchecked (Tracks._trusted): every row must still satisfy
+    # what the validating constructor enforces, with classes, embeddings and frame gaps
+    rng = np.random.default_rng(5)
+    looks = np.stack([_unit(rng, 8) for _ in range(6)])
+    tracker = Tracker(TrackerConfig.preset(preset), fps=10)
+    frame, seen = 0, 0
+    for step in range(60):
+        frame += 1 if step % 9 else 3  # a few gaps in the frame numbers
+        people = [i for i in range(6) if rng.uniform() < 0.9]  # some missed detections
+        centres = [(60.0 * i + 3 * step + rng.normal(0, 2), 200.0) for i in people]
+        emb = looks[people] + 0.05 * rng.normal(size=(len(people), 8))
+        dets = _dets(
+            centres, scores=rng.uniform(0.3, 1.0, len(people)), embedding=emb,
+            class_id=[i % 2 for i in people],
+        )  # fmt: skip
+        out = tracker.update(dets, frame)
+        checked = Tracks(
+            frame=out.frame, track_id=out.track_id, xyxy=out.xyxy,
+            confidence=out.confidence, class_id=out.class_id, embedding=out.embedding,
+        )  # fmt: skip
+        for name in ("frame", "track_id", "xyxy", "confidence", "class_id"):
+            col = getattr(out, name)
+            assert col.dtype == getattr(checked, name).dtype and col.shape[0] == len(out)
+        assert np.all(out.frame == frame) and np.all(np.diff(out.track_id) > 0)
+        seen += len(out)
+    assert seen > 50
+
+
+def test_track_covariance_is_the_full_kalman_filters():
+    # the table keeps the block form; its `cov` must be what the plain filter computes
+    from fieldvision.ops.kalman import BoxKalmanFilter, xyxy_to_xyah
+
+    tracker = Tracker(TrackerConfig(), fps=10)
+    kf = BoxKalmanFilter()
+    boxes = [np.array([_box(100 + 7 * f + (-1) ** f, 200)]) for f in range(1, 12)]
+    mean, cov = kf.initiate(xyxy_to_xyah(boxes[0]))
+    tracker.update(Detections(xyxy=boxes[0]), 1)
+    for f, box in enumerate(boxes[1:], start=2):
+        tracker.update(Detections(xyxy=box), f)
+        mean, cov = kf.update(*kf.predict(mean, cov), xyxy_to_xyah(box))
+    np.testing.assert_allclose(tracker.tracks.mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(tracker.tracks.cov, cov, rtol=1e-12, atol=1e-12)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["box_area", "box_iou", "soft_nms"]
+__all__ = ["box_area", "box_iou", "pairwise_iou", "soft_nms"]
 
 
 def _as_boxes(boxes: Any, name: str) -> np.ndarray:
@@ -30,10 +30,40 @@ def _as_boxes(boxes: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _area(b: np.ndarray) -> np.ndarray:
+    wh = b[:, 2:] - b[:, :2]
+    np.maximum(wh, 0.0, out=wh)
+    return wh[:, 0] * wh[:, 1]
+
+
 def box_area(boxes: Any) -> np.ndarray:
     """Areas of ``(N, 4)`` xyxy boxes → ``(N,)`` (zero for degenerate boxes)."""
-    b = _as_boxes(boxes, "boxes")
-    return np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
+    return _area(_as_boxes(boxes, "boxes"))
+
+
+def pairwise_iou(
+    a: np.ndarray,
+    b: np.ndarray,
+    area_a: np.ndarray | None = None,
+    area_b: np.ndarray | None = None,
+) -> np.ndarray:
+    """`box_iou` without the input checks, for callers whose boxes are float64 ``(N, 4)``
+    and ``(M, 4)`` arrays already (the tracker, once per frame); `area_a` / `area_b` are
+    their `box_area` when the caller has them."""
+    if area_a is None:
+        area_a = _area(a)
+    if area_b is None:
+        area_b = _area(b)
+    # (N, 1) against (1, M): one broadcast per corner, no Python loop
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:])  # (N, M, 2): far corner of the overlap
+    wh -= np.maximum(a[:, None, :2], b[None, :, :2])  # minus its near corner
+    np.maximum(wh, 0.0, out=wh)
+    inter = wh[..., 0] * wh[..., 1]  # (N, M)
+    union = area_a[:, None] + area_b[None, :]
+    union -= inter
+    # union == 0 only where both areas are 0, and then inter is 0 too: left as 0
+    np.divide(inter, union, out=inter, where=union > 0)
+    return inter
 
 
 def box_iou(a: Any, b: Any) -> np.ndarray:
@@ -52,14 +82,7 @@ def box_iou(a: Any, b: Any) -> np.ndarray:
     """
     a = _as_boxes(a, "a")
     b = _as_boxes(b, "b")
-    # (N, 1) against (1, M): one broadcast per coordinate, no Python loop.
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)  # (N, M)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
+    return pairwise_iou(a, b)
 
 
 def soft_nms(
@@ -113,7 +136,7 @@ def soft_nms(
 
     alive = np.flatnonzero(s >= score_threshold)  # indices still in play
     cur = s[alive].copy()  # their current (decayed) scores
-    areas = box_area(b)
+    areas = _area(b)
     keep: list[int] = []
     kept_scores: list[float] = []
     while alive.size:

@@ -9,7 +9,10 @@ re-validates or guesses a convention:
 - ``confidence`` is ``float64`` ``(N,)``; ``class_id`` is ``int64`` ``(N,)``;
 - ``embedding`` is ``float32`` ``(N, D)`` or ``None`` (appearance features, never pixels).
 
-Empty input gives an empty container, never ``None``. `Detections.to_supervision` /
+Empty input gives an empty container, never ``None``. Internal producers that build
+columns already in this form (the tracker, once per frame) use the private
+``_trusted`` constructors, which skip the checks; everything else goes through the
+validating constructors. `Detections.to_supervision` /
 `from_supervision` convert to and from ``supervision.Detections``, the interchange type of
 the wider ecosystem (annotators, zones, detector adapters).
 """
@@ -110,6 +113,25 @@ class Detections:
         object.__setattr__(self, "class_id", _column(self.class_id, n, np.int64, "class_id", 0))
         object.__setattr__(self, "embedding", _check_embedding(self.embedding, n))
 
+    @classmethod
+    def _trusted(
+        cls,
+        xyxy: np.ndarray,
+        confidence: np.ndarray,
+        class_id: np.ndarray,
+        embedding: np.ndarray | None = None,
+    ) -> Detections:
+        """Wrap columns that already satisfy the module's conventions, unchecked.
+
+        Internal: for code that built every column itself (float64 ``(N, 4)`` valid boxes,
+        float64 / int64 ``(N,)``, float32 ``(N, D)`` or ``None``); no copies are made.
+        """
+        obj = object.__new__(cls)
+        obj.__dict__.update(
+            xyxy=xyxy, confidence=confidence, class_id=class_id, embedding=embedding
+        )
+        return obj
+
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
 
@@ -199,6 +221,35 @@ class Tracks:
         )
         object.__setattr__(self, "class_id", _column(self.class_id, n, np.int64, "class_id", 0))
         object.__setattr__(self, "embedding", _check_embedding(self.embedding, n))
+
+    @classmethod
+    def _trusted(
+        cls,
+        frame: np.ndarray,
+        track_id: np.ndarray,
+        xyxy: np.ndarray,
+        confidence: np.ndarray,
+        class_id: np.ndarray,
+        embedding: np.ndarray | None = None,
+    ) -> Tracks:
+        """Wrap columns that already satisfy the class's conventions, unchecked.
+
+        Internal: for code that built every column itself and guarantees what
+        ``__post_init__`` would check (int64 ``frame`` / ``track_id`` / ``class_id``
+        ``(N,)`` with no (frame, track id) pair twice, float64 ``(N, 4)`` valid boxes and
+        ``(N,)`` confidences, float32 ``(N, D)`` embeddings or ``None``); the tracker's
+        per-frame output. No copies are made.
+        """
+        obj = object.__new__(cls)
+        obj.__dict__.update(
+            frame=frame,
+            track_id=track_id,
+            xyxy=xyxy,
+            confidence=confidence,
+            class_id=class_id,
+            embedding=embedding,
+        )
+        return obj
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])

@@ -3,7 +3,9 @@
 A tracker with 30 people keeps 30 Kalman states; predicting them one Python object at a
 time costs more than the linear algebra. `TrackTable` keeps every field as an array with
 one row per track, so the tracker predicts, gathers and updates all tracks with a handful
-of vectorised calls per frame and removes dead ones with one boolean mask.
+of vectorised calls per frame and removes dead ones with one boolean mask. The Kalman
+covariances are kept in the filter's block form (`BoxKalmanFilter.predict_blocks`): the
+same numbers as the full ``(8, 8)`` matrices without their structural zeros.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from fieldvision.ops.kalman import BoxKalmanFilter, xyah_to_xyxy, xyxy_to_xyah
+from fieldvision.ops.kalman import BoxKalmanFilter, blocks_to_cov, xyah_to_xyxy, xyxy_to_xyah
 
 __all__ = ["TrackState", "TrackTable"]
 
@@ -23,6 +25,9 @@ class TrackState(IntEnum):
     TENTATIVE = 0  # born, not yet matched `min_hits` times: never reported, no id yet
     TRACKED = 1  # confirmed and matched in its last frame
     LOST = 2  # confirmed, unmatched since `last_frame`; kept for the lost buffer
+
+
+_LOST = int(TrackState.LOST)  # a plain int: an enum lookup per frame is measurable
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -37,7 +42,8 @@ class TrackTable:
 
     Columns (``N`` rows, one per track):
 
-    - ``mean (N, 8)``, ``cov (N, 8, 8)``: Kalman state ``[cx, cy, a, h, v...]``;
+    - ``mean (N, 8)``: Kalman state ``[cx, cy, a, h, v...]``; ``cov_blocks (N, 2, 2, 4)``:
+      its covariance in block form (`cov` gives the full ``(N, 8, 8)`` matrices);
     - ``track_id (N,)``: the reported id, ``0`` while tentative;
     - ``state (N,)``: a `TrackState`;
     - ``hits (N,)``: matched frames so far; ``last_frame (N,)``: the last matched frame;
@@ -52,7 +58,7 @@ class TrackTable:
     def __init__(self, kf: BoxKalmanFilter) -> None:
         self.kf = kf
         self.mean = np.zeros((0, 8))
-        self.cov = np.zeros((0, 8, 8))
+        self.cov_blocks = np.zeros((0, 2, 2, 4))
         self.track_id = np.zeros(0, dtype=np.int64)
         self.state = np.zeros(0, dtype=np.int8)
         self.hits = np.zeros(0, dtype=np.int64)
@@ -64,7 +70,12 @@ class TrackTable:
         self.has_embedding = np.zeros(0, dtype=bool)
 
     def __len__(self) -> int:
-        return int(self.mean.shape[0])
+        return self.mean.shape[0]
+
+    @property
+    def cov(self) -> np.ndarray:
+        """``(N, 8, 8)`` full Kalman covariances (built from `cov_blocks`; a copy)."""
+        return blocks_to_cov(self.cov_blocks)
 
     def boxes(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
         """``(K, 4)`` xyxy boxes of the (predicted or updated) Kalman states."""
@@ -98,10 +109,10 @@ class TrackTable:
         k = xyxy.shape[0]
         if k == 0:
             return
-        mean, cov = self.kf.initiate(xyxy_to_xyah(xyxy))
+        mean, cov = self.kf.initiate_blocks(xyxy_to_xyah(xyxy))
         n = len(self)
         self.mean = np.concatenate([self.mean, mean])
-        self.cov = np.concatenate([self.cov, cov])
+        self.cov_blocks = np.concatenate([self.cov_blocks, cov])
         self.track_id = np.concatenate([self.track_id, track_id.astype(np.int64)])
         self.state = np.concatenate([self.state, state.astype(np.int8)])
         self.hits = np.concatenate([self.hits, np.ones(k, dtype=np.int64)])
@@ -122,25 +133,30 @@ class TrackTable:
 
     def keep(self, mask: np.ndarray) -> None:
         """Drop every track whose entry in the ``(N,)`` boolean `mask` is false."""
-        if mask.all():
+        idx = mask.nonzero()[0]
+        if idx.size == mask.size:
             return
-        for name in (
-            "mean", "cov", "track_id", "state", "hits", "last_frame",
-            "class_id", "score", "det_xyxy", "has_embedding",
-        ):  # fmt: skip
-            setattr(self, name, getattr(self, name)[mask])
+        self.mean = self.mean.take(idx, 0)
+        self.cov_blocks = self.cov_blocks.take(idx, 0)
+        self.track_id = self.track_id.take(idx)
+        self.state = self.state.take(idx)
+        self.hits = self.hits.take(idx)
+        self.last_frame = self.last_frame.take(idx)
+        self.class_id = self.class_id.take(idx)
+        self.score = self.score.take(idx)
+        self.det_xyxy = self.det_xyxy.take(idx, 0)
+        self.has_embedding = self.has_embedding.take(idx)
         if self.embedding is not None:
-            self.embedding = self.embedding[mask]
+            self.embedding = self.embedding.take(idx, 0)
 
     def predict(self, dt: int) -> None:
         """Advance every track by `dt` frames."""
         if not len(self):
             return
-        lost = self.state == int(TrackState.LOST)
         # A lost track keeps drifting with its last velocity; its height velocity is
         # frozen so that the box cannot grow or shrink without bound while unseen.
-        self.mean[lost, 7] = 0.0
-        self.mean, self.cov = self.kf.predict(self.mean, self.cov, float(dt))
+        self.mean[self.state == _LOST, 7] = 0.0
+        self.mean, self.cov_blocks = self.kf.predict_blocks(self.mean, self.cov_blocks, dt)
 
     def reinitiate(self, index: np.ndarray, xyxy: np.ndarray) -> None:
         """Restart the Kalman state of tracks ``index (K,)`` at boxes ``(K, 4)``.
@@ -149,7 +165,7 @@ class TrackTable:
         the jump into a huge velocity; the id, hits and embedding are kept.
         """
         if index.size:
-            self.mean[index], self.cov[index] = self.kf.initiate(xyxy_to_xyah(xyxy))
+            self.mean[index], self.cov_blocks[index] = self.kf.initiate_blocks(xyxy_to_xyah(xyxy))
 
     def update(
         self,
@@ -171,9 +187,11 @@ class TrackTable:
         """
         if index.size == 0:
             return
-        mean, cov = self.kf.update(self.mean[index], self.cov[index], xyxy_to_xyah(xyxy))
+        mean, cov = self.kf.update_blocks(
+            self.mean.take(index, 0), self.cov_blocks.take(index, 0), xyxy_to_xyah(xyxy)
+        )
         self.mean[index] = mean
-        self.cov[index] = cov
+        self.cov_blocks[index] = cov
         self.hits[index] += 1
         self.last_frame[index] = frame
         self.score[index] = score
