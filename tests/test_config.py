@@ -270,3 +270,71 @@ def test_narrow_returns_the_same_object_for_its_own_type_and_validates():
         warmup: int = 5
 
     assert Lr.narrow(Partial()) == Lr(warmup=5)  # missing fields take their defaults
+
+
+# --- runtime fields without the config class (the ONNX deploy path) ----------------------
+
+
+class Knobs(StrictModel):
+    budget: float = runtime_field(0.3, gt=0, le=1)
+    mode: Literal["fast", "exact"] = runtime_field("fast")
+    alpha: float | None = runtime_field(None)
+    epochs: int = 3
+
+
+class KnobCfg(StrictModel):
+    knobs: Knobs = Knobs()
+    run: RunCfg = RunCfg()
+
+
+def test_runtime_field_specs_record_types_bounds_and_choices():
+    from fieldvision.config import runtime_field_specs
+
+    specs = runtime_field_specs(KnobCfg)
+    assert list(specs) == runtime_keys(KnobCfg)
+    assert specs["knobs.budget"] == {"types": ["float"], "nullable": False, "gt": 0, "le": 1}
+    assert specs["knobs.mode"] == {"types": [], "nullable": False, "choices": ["fast", "exact"]}
+    assert specs["knobs.alpha"] == {"types": ["float"], "nullable": True}
+    assert specs["run.cache"] == {"types": ["str"], "nullable": True}
+    assert specs["run.train.runtime.device"]["pattern"] == "^(auto|cpu|cuda)$"
+    assert specs["run.train.runtime.workers"] == {"types": ["int"], "nullable": False, "ge": 0}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected", "error"),
+    [
+        ("knobs.budget", 1, 1.0, None),
+        ("knobs.budget", 0.5, 0.5, None),
+        ("knobs.budget", 0, None, "must be > 0"),
+        ("knobs.budget", 1.5, None, "knobs.budget=1.5: must be <= 1"),
+        ("knobs.budget", True, None, "expected float"),
+        ("knobs.budget", None, None, "may not be null"),
+        ("knobs.mode", "exact", "exact", None),
+        ("knobs.mode", "slow", None, "expected 'fast' or 'exact'"),
+        ("knobs.alpha", None, None, None),
+        ("run.cache", "/tmp/c", "/tmp/c", None),
+        ("run.train.progress", False, False, None),
+        ("run.train.progress", "no", None, "expected bool"),
+        ("run.train.runtime.workers", -1, None, "must be >= 0"),
+        ("run.train.runtime.workers", 2.5, None, "expected int"),
+        ("run.train.runtime.device", "tpu", None, "does not match"),
+    ],
+)
+def test_validate_runtime_value_agrees_with_the_model(key, value, expected, error):
+    from fieldvision.config import runtime_field_specs, validate_runtime_value
+
+    spec = runtime_field_specs(KnobCfg)[key]
+    if error is None:
+        assert validate_runtime_value(key, spec, value) == expected
+        load_config(KnobCfg, overrides=[f"{key}={'null' if value is None else value}"])
+    else:
+        with pytest.raises(ConfigError, match=error):
+            validate_runtime_value(key, spec, value)
+
+
+def test_fingerprint_without_the_keys_is_fingerprint_of_the_class():
+    from fieldvision.config import fingerprint_of, fingerprint_without
+
+    data = config_to_dict(load_config(KnobCfg, overrides=["knobs.budget=0.9", "run.seed=4"]))
+    assert fingerprint_without(data, runtime_keys(KnobCfg)) == fingerprint_of(data, KnobCfg)
+    assert fingerprint_without(data, []) != fingerprint_of(data, KnobCfg)

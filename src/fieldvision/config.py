@@ -29,10 +29,13 @@ __all__ = [
     "config_fingerprint",
     "config_to_dict",
     "fingerprint_of",
+    "fingerprint_without",
     "load_config",
     "recipe_path",
     "runtime_field",
+    "runtime_field_specs",
     "runtime_keys",
+    "validate_runtime_value",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +92,98 @@ def runtime_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def runtime_field_specs(model: type[BaseModel], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """What each runtime field accepts, as JSON-able data (for `validate_runtime_value`).
+
+    Returns:
+        ``{dotted key: spec}``; a spec has ``types`` (names among ``bool``, ``int``,
+        ``float``, ``str``), ``nullable``, and where declared ``choices`` (a ``Literal``),
+        ``pattern`` and the bounds ``gt`` / ``ge`` / ``lt`` / ``le``.
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    for name, info in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        annotation = info.annotation
+        if _is_runtime(info):
+            specs[dotted] = _field_spec(info)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            specs.update(runtime_field_specs(annotation, dotted + "."))
+    return specs
+
+
+def _field_spec(info: Any) -> dict[str, Any]:
+    from types import NoneType, UnionType
+    from typing import Literal, Union, get_args, get_origin
+
+    annotation = info.annotation
+    union = get_origin(annotation) in (Union, UnionType)
+    members = get_args(annotation) if union else (annotation,)
+    spec: dict[str, Any] = {"types": [], "nullable": False}
+    for member in members:
+        if member is NoneType or member is None:
+            spec["nullable"] = True
+        elif get_origin(member) is Literal:
+            spec["choices"] = list(get_args(member))
+        elif member in (bool, int, float, str):
+            spec["types"].append(member.__name__)
+    for meta in info.metadata:
+        for bound in ("gt", "ge", "lt", "le", "pattern"):
+            value = getattr(meta, bound, None)
+            if value is not None:
+                spec[bound] = value
+    return spec
+
+
+def validate_runtime_value(key: str, spec: dict[str, Any], value: Any) -> Any:
+    """Check a ``--set`` value against a `runtime_field_specs` entry (as pydantic would).
+
+    Returns:
+        The value (an int given for a float field becomes a float).
+
+    Raises:
+        ConfigError: The value has the wrong type, is not among the choices, breaks a
+            bound or the pattern.
+    """
+    import re
+
+    given = value
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"--set {key}={given!r}: {why}")
+
+    if value is None:
+        if spec.get("nullable"):
+            return None
+        raise bad("may not be null")
+    if "choices" in spec and value in spec["choices"]:
+        return value
+    types = spec.get("types", [])
+    is_bool = isinstance(value, bool)
+    if "bool" in types and is_bool:
+        return value
+    if "int" in types and isinstance(value, int) and not is_bool:
+        pass
+    elif "float" in types and isinstance(value, int | float) and not is_bool:
+        value = float(value)
+    elif "str" in types and isinstance(value, str):
+        pattern = spec.get("pattern")
+        if pattern is not None and not re.search(pattern, value):
+            raise bad(f"does not match {pattern}")
+        return value
+    else:
+        wanted = [*types, *(repr(c) for c in spec.get("choices", []))]
+        raise bad(f"expected {' or '.join(wanted) or 'null'}")
+    for bound, ok, word in (
+        ("gt", lambda v, b: v > b, ">"),
+        ("ge", lambda v, b: v >= b, ">="),
+        ("lt", lambda v, b: v < b, "<"),
+        ("le", lambda v, b: v <= b, "<="),
+    ):
+        if bound in spec and not ok(value, spec[bound]):
+            raise bad(f"must be {word} {spec[bound]}")
+    return value
+
+
 def config_fingerprint(cfg: BaseModel) -> str:
     """Stable 16-hex-digit hash of everything in `cfg` except its runtime fields.
 
@@ -103,8 +198,17 @@ def fingerprint_of(data: dict[str, Any], model: type[BaseModel]) -> str:
     Hashing what was recorded, rather than the file re-validated with today's defaults,
     keeps a run readable after a release adds a config field with a default.
     """
+    return fingerprint_without(data, runtime_keys(model))
+
+
+def fingerprint_without(data: dict[str, Any], keys: Iterable[str]) -> str:
+    """`fingerprint_of` given the runtime `keys` instead of the config class.
+
+    The ONNX deploy path checks a run's ``config.yaml`` with the runtime keys its export
+    recorded, without importing the pipeline's config classes (they import torch).
+    """
     data = _deep_copy(data)
-    for key in runtime_keys(model):
+    for key in keys:
         node = data
         *parents, leaf = key.split(".")
         for part in parents:

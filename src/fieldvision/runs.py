@@ -49,6 +49,15 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 STATUSES = ("running", "done", "failed")
 
+
+def config_edited(path: str | os.PathLike[str]) -> RunError:
+    """The error for a run whose ``config.yaml`` was edited since training."""
+    return RunError(
+        f"{Path(path) / CONFIG_FILE}: differs from the config the run was trained with",
+        hint="restore the original config.yaml or retrain",
+    )
+
+
 C = TypeVar("C", bound=BaseModel)
 
 
@@ -169,6 +178,21 @@ class RunDir:
                 ``config.yaml`` edited since training.
         """
         path = Path(path)
+        info = cls.finished(path, kind)
+        cfg = load_config(config, path / CONFIG_FILE)
+        recorded = read_yaml(path / CONFIG_FILE) or {}
+        if fingerprint_of(recorded, config) != info.get("fingerprint"):
+            raise config_edited(path)
+        return cls(path, kind, str(info["fingerprint"]), dict(info.get("inputs", {}))), cfg
+
+    @staticmethod
+    def finished(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+        """``run.json`` of a finished run of `kind` (what `open` checks before the config).
+
+        Raises:
+            RunError: Not a run, another pipeline's run, an unfinished or failed run.
+        """
+        path = Path(path)
         info = _read_json(path / RUN_FILE)
         if info is None:
             raise RunError(f"{path}: not a run directory (no readable {RUN_FILE})")
@@ -181,14 +205,7 @@ class RunDir:
                 f"{path}: the run is {'failed' if status == 'failed' else 'unfinished'}{detail}",
                 hint="run train again with the same --out to resume or replace it",
             )
-        cfg = load_config(config, path / CONFIG_FILE)
-        recorded = read_yaml(path / CONFIG_FILE) or {}
-        if fingerprint_of(recorded, config) != info.get("fingerprint"):
-            raise RunError(
-                f"{path / CONFIG_FILE}: differs from the config the run was trained with",
-                hint="restore the original config.yaml or retrain",
-            )
-        return cls(path, kind, str(info["fingerprint"]), dict(info.get("inputs", {}))), cfg
+        return info
 
     @staticmethod
     def kind_of(path: str | os.PathLike[str]) -> str:

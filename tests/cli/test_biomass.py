@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -260,3 +261,115 @@ def test_predict_accepts_runtime_overrides_only(dataset, run_dir, tmp_path, caps
     assert main([*base[:-1], str(tmp_path / "x.csv"), "--set", "phase2.lr=1"]) == 2
     assert "runtime fields" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_train_reports_honest_and_fold_best_scores(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())["fit"]
+    assert metrics["selection"]["mode"] == "fixed_epochs"  # honest by default
+    assert np.isfinite(metrics["oof_weighted_r2_fold_best"])
+    assert len(metrics["fold_weighted_r2_fold_best"]) == 2
+    assert {k: len(v) for k, v in metrics["epoch_val_r2"].items()} == {"fold0": 1, "fold1": 1}
+    for k in (0, 1):
+        record = json.loads((run_dir / "phase2" / f"fold{k}" / "selection.json").read_text())
+        assert record["mode"] == "fixed_epochs" and record["epochs"] == [1]
+        assert (run_dir / "phase2" / f"fold{k}" / "fold_best.safetensors").is_file()
+    assert "fold's own best epoch" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.e2e
+def test_train_repeats_reports_mean_and_std(dataset, tmp_path, capsys):
+    out = tmp_path / "rep"
+    capsys.readouterr()
+    args = ["biomass", "train", "--data", str(dataset), "--out", str(out), *TINY]
+    assert main([*args, "--repeats", "2", "--set", "phase2.selection=last_k_average",
+                 "--set", "phase2.selection_k=2", "--epochs", "2"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("oof_weighted_r2=") and "±" in line and "repeats=2" in line
+    summary = json.loads((out / "repeats.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["selection"] == "last_k_average"
+    values = summary["oof_r2"]["values"]
+    assert len(values) == 2
+    assert summary["oof_r2"]["mean"] == pytest.approx(np.mean(values))
+    assert summary["oof_r2"]["std"] == pytest.approx(np.std(values, ddof=1))
+    for r in (0, 1):
+        run = out / f"repeat{r}"
+        assert json.loads((run / "run.json").read_text())["status"] == "done"
+        cfg = (run / "config.yaml").read_text()
+        assert f"seed: {r}" in cfg
+        metrics = json.loads((run / "metrics.json").read_text())["fit"]
+        assert metrics["oof_weighted_r2"] == pytest.approx(values[r])
+        sel = json.loads((run / "phase2" / "fold0" / "selection.json").read_text())
+        assert sel["epochs"] == [1, 2]
+    # Different fold seeds, different model seeds: the repeats are not copies.
+    a = pd.read_csv(out / "repeat0" / "oof.csv")["target"]
+    b = pd.read_csv(out / "repeat1" / "oof.csv")["target"]
+    assert not np.allclose(a, b)
+
+
+# --------------------------------------------------------------------------- --runtime onnx
+
+
+def _perturbed_copy(run: Path, dest: Path) -> Path:
+    """Another run with the same config: a copy of `run` whose Phase-2 fold-0 weights differ
+    (no export folder)."""
+    import torch
+
+    from fieldvision.models.registry import load_model, save_model
+
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("export"))
+    weights = dest / "phase2" / "fold0" / "model.safetensors"
+    model = load_model(weights)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_model(model, weights)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir: Path, tmp_path_factory) -> Path:
+    """A copy of the run with its FP32 ONNX export where --runtime onnx looks: RUN/export."""
+    out = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(run_dir, out)
+    assert main(["export", "--run", str(out), "--out", str(out / "export")]) == 0
+    return out
+
+
+def test_predict_runtime_onnx_writes_the_torch_submission(dataset, exported, tmp_path, capsys):
+    base = ["biomass", "predict", "--run", str(exported), "--data", str(dataset), "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "torch.csv")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "onnx.csv"), "--runtime", "onnx"]) == 0
+    assert f"(runtime onnx, export {exported / 'export'})" in capsys.readouterr().out
+    want, got = pd.read_csv(tmp_path / "torch.csv"), pd.read_csv(tmp_path / "onnx.csv")
+    assert list(got.columns) == list(want.columns) == ["sample_id", "target"]
+    assert got["sample_id"].tolist() == want["sample_id"].tolist()
+    np.testing.assert_allclose(got["target"], want["target"], rtol=1e-3, atol=1e-4)
+    assert main([*base, "--out", str(tmp_path / "x.csv"), "--runtime", "onnx-int8"]) == 2
+    assert "has no INT8 copy" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "edited", "another_run"])
+def test_predict_runtime_onnx_refuses_a_bad_export(problem, dataset, exported, tmp_path, capsys):
+    run, onnx = exported, []
+    if problem == "missing":
+        run = tmp_path / "run"
+        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
+        fragment = f"run `fieldvision export --run {run} --out {run / 'export'}` first"
+    elif problem == "edited":
+        onnx_dir = tmp_path / "onnx"
+        shutil.copytree(exported / "export", onnx_dir)
+        graph = onnx_dir / "phase1_fold1.onnx"
+        graph.write_bytes(graph.read_bytes()[:-1] + b"\1")
+        onnx, fragment = ["--onnx", str(onnx_dir)], "phase1_fold1.onnx: checksum differs"
+    else:
+        run = _perturbed_copy(exported, tmp_path / "other")
+        onnx = ["--onnx", str(exported / "export")]
+        fragment = f"is the export of another run ({exported.resolve()})"
+    out = tmp_path / "out" / "sub.csv"
+    capsys.readouterr()
+    args = ["biomass", "predict", "--run", str(run), "--data", str(dataset), "--out", str(out)]
+    assert main([*args, "--runtime", "onnx", *onnx]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and fragment in err, err
+    assert not (tmp_path / "out").exists()

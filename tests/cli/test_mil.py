@@ -118,3 +118,77 @@ def test_bad_input_exits_2_and_writes_nothing(case, data, run, tmp_path, capsys)
     assert err.startswith("error:") and fragment in err, err
     assert sorted(tmp_path.rglob("*")) == before
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == run_files
+
+
+# --------------------------------------------------------------------------- --runtime onnx
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path, tmp_path_factory) -> Path:
+    """A copy of the run with its FP32 ONNX export where --runtime onnx looks: RUN/export."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(run, out)
+    assert main(["export", "--run", str(out), "--out", str(out / "export")]) == 0
+    return out
+
+
+@pytest.mark.parametrize("mode", ["glance", "full"])
+def test_predict_runtime_onnx_writes_the_torch_tables(mode, data, exported, tmp_path, capsys):
+    import numpy as np
+
+    base = ["mil", "predict", "--run", str(exported), "--images", str(data), "--mode", mode,
+            "--no-progress"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "t" / "preds.csv")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "o" / "preds.csv"), "--runtime", "onnx"]) == 0
+    assert f"(runtime onnx, export {exported / 'export'})" in capsys.readouterr().out
+    for name in ("preds.csv", "tiles.csv"):
+        want, got = pd.read_csv(tmp_path / "t" / name), pd.read_csv(tmp_path / "o" / name)
+        assert list(got.columns) == list(want.columns) and len(got) == len(want)
+        for col in want.columns:
+            if col == "ms":
+                continue
+            if want[col].dtype.kind == "f":
+                np.testing.assert_allclose(got[col], want[col], rtol=1e-3, atol=1e-5)
+            else:
+                assert got[col].tolist() == want[col].tolist(), col
+
+
+@pytest.mark.parametrize("problem", ["missing", "edited", "another_run"])
+def test_predict_runtime_onnx_refuses_a_bad_export(problem, data, exported, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from fieldvision.models.registry import load_model, save_model
+
+    run, onnx = exported, []
+    if problem == "missing":
+        run = tmp_path / "run"
+        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
+        fragment = f"run `fieldvision export --run {run} --out {run / 'export'}` first"
+    elif problem == "edited":
+        onnx_dir = tmp_path / "onnx"
+        shutil.copytree(exported / "export", onnx_dir)
+        graph = onnx_dir / "scouter_train.onnx"
+        graph.write_bytes(graph.read_bytes() + b"\0")
+        onnx, fragment = ["--onnx", str(onnx_dir)], "scouter_train.onnx: checksum differs"
+    else:  # another run with the same config: other weights
+        run = tmp_path / "other"
+        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
+        weights = run / "expert" / "train" / "model.safetensors"
+        model = load_model(weights)
+        with torch.no_grad():
+            next(model.parameters()).add_(0.01)
+        save_model(model, weights)
+        onnx = ["--onnx", str(exported / "export")]
+        fragment = f"is the export of another run ({exported.resolve()})"
+    out = tmp_path / "out" / "preds.csv"
+    capsys.readouterr()
+    args = ["mil", "predict", "--run", str(run), "--images", str(data), "--out", str(out)]
+    assert main([*args, "--runtime", "onnx", *onnx]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and fragment in err, err
+    assert not (tmp_path / "out").exists()

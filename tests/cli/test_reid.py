@@ -273,3 +273,72 @@ def test_bad_input_exits_2_with_message(case, data, run, tmp_path, capsys):
     # Nothing was written anywhere: no --out directory, no output file, no temp files.
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert sorted(p for p in run.rglob("*")) == run_files
+
+
+# --------------------------------------------------------------------------- --runtime onnx
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path, tmp_path_factory) -> Path:
+    """A copy of the run with its FP32 ONNX export where --runtime onnx looks: RUN/export."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(run, out)
+    assert main(["export", "--run", str(out), "--out", str(out / "export")]) == 0
+    return out
+
+
+def test_embed_runtime_onnx_writes_the_torch_embeddings(data, exported, tmp_path, capsys):
+    base = ["reid", "embed", "--run", str(exported), "--images", str(data / "train"),
+            "--no-progress"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "torch.npz")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "onnx.npz"), "--runtime", "onnx"]) == 0
+    assert f"(runtime onnx, export {exported / 'export'})" in capsys.readouterr().out
+    with np.load(tmp_path / "torch.npz") as t, np.load(tmp_path / "onnx.npz") as o:
+        assert sorted(t.files) == sorted(o.files)
+        assert list(t["names"]) == list(o["names"])
+        np.testing.assert_allclose(o["embeddings"], t["embeddings"], rtol=1e-3, atol=1e-5)
+    want, got = load_embeddings(tmp_path / "torch.npz"), load_embeddings(tmp_path / "onnx.npz")
+    assert want.meta["runtime"] == "torch" and got.meta["runtime"] == "onnx"
+    assert {k: v for k, v in got.meta.items() if k != "runtime"} == {
+        k: v for k, v in want.meta.items() if k != "runtime"
+    }
+
+
+@pytest.mark.parametrize("problem", ["missing", "edited", "another_run"])
+def test_embed_runtime_onnx_refuses_a_bad_export(problem, data, exported, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from fieldvision.models.registry import load_model, save_model
+
+    run, onnx = exported, []
+    if problem == "missing":
+        run = tmp_path / "run"
+        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
+        fragment = f"run `fieldvision export --run {run} --out {run / 'export'}` first"
+    elif problem == "edited":
+        onnx_dir = tmp_path / "onnx"
+        shutil.copytree(exported / "export", onnx_dir)
+        graph = onnx_dir / "train.onnx"
+        graph.write_bytes(graph.read_bytes() + b"\0")
+        onnx, fragment = ["--onnx", str(onnx_dir)], "train.onnx: checksum differs"
+    else:  # another run with the same config: other weights
+        run = tmp_path / "other"
+        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
+        model = load_model(run / "train" / "model.safetensors")
+        with torch.no_grad():
+            next(model.parameters()).add_(0.01)
+        save_model(model, run / "train" / "model.safetensors")
+        onnx = ["--onnx", str(exported / "export")]
+        fragment = f"is the export of another run ({exported.resolve()})"
+    out = tmp_path / "out" / "emb.npz"
+    capsys.readouterr()
+    args = ["reid", "embed", "--run", str(run), "--images", str(data / "train"), "--out", str(out)]
+    assert main([*args, "--runtime", "onnx", *onnx]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and fragment in err, err
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fieldvision.cli.options import ConfigOpt, DeviceOpt, ProgressOpt, SetOpt, runtime_flags
+from fieldvision.cli.options import (
+    ConfigOpt,
+    DeviceOpt,
+    OnnxOpt,
+    ProgressOpt,
+    RuntimeOpt,
+    SetOpt,
+    export_folder,
+    runtime_flags,
+)
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 
@@ -76,6 +85,13 @@ def synth(
     typer.echo(str(summary) if not hasattr(summary, "describe") else summary.describe())
 
 
+_REPEATS_HELP = "Repeated CV: R runs with train.seed = seed + r (folds and model seeds)."
+
+
+def _pm(mean_std: tuple[float, float]) -> str:
+    return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}"
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="Kaggle-layout data directory."),
@@ -85,21 +101,43 @@ def train(
     folds: int | None = typer.Option(None, "--folds", min=2, help="Number of date-grouped folds."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs for both phases."),
     backbone: str | None = typer.Option(None, "--backbone", help="Backbone name (ours or timm)."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help=_REPEATS_HELP),
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Cross-validated training: Phase 1 (metadata) then Phase 2 (biomass)."""
-    from fieldvision.pipelines.biomass import train as run_train
+    from fieldvision.pipelines.biomass.repeats import train_repeats
 
     cfg = load_biomass_config(config, overrides, folds, epochs, backbone, device, progress)
-    result = run_train(data, out, cfg)
-    rows = [
-        ("OOF weighted R² (TTA)", result.oof_r2),
-        ("OOF weighted R² (no TTA)", result.oof_r2_no_tta),
-    ]
-    rows += [(name, value) for name, value in result.per_target.items()]
-    console.print(_r2_table(f"run {out}", rows))
-    typer.echo(f"oof_weighted_r2={result.oof_r2:.4f}")
+    rep = train_repeats(data, out, cfg, repeats)
+    if repeats == 1:
+        result = rep.runs[0]
+        rows = [
+            (f"OOF weighted R² (TTA, selection {result.selection})", result.oof_r2),
+            ("OOF weighted R² (no TTA)", result.oof_r2_no_tta),
+            ("OOF weighted R² (fold-best epoch, biased)", result.oof_r2_fold_best),
+        ]
+        rows += [(name, value) for name, value in result.per_target.items()]
+        console.print(_r2_table(f"run {out}", rows))
+        typer.echo(
+            f"oof_weighted_r2={result.oof_r2:.4f} "
+            f"oof_weighted_r2_fold_best={result.oof_r2_fold_best:.4f} "
+            f"selection={result.selection}"
+        )
+        return
+    table = Table(title=f"{repeats} repeats in {out} (seeds {rep.seeds[0]}..{rep.seeds[-1]})")
+    for col in ("seed", f"OOF R² ({rep.selection})", "OOF R² (fold-best, biased)", "no TTA"):
+        table.add_column(col, justify="right")
+    for seed, r in zip(rep.seeds, rep.runs, strict=True):
+        table.add_row(
+            str(seed), f"{r.oof_r2:.4f}", f"{r.oof_r2_fold_best:.4f}", f"{r.oof_r2_no_tta:.4f}"
+        )
+    table.add_row("mean ± std", _pm(rep.oof_r2), _pm(rep.oof_r2_fold_best), _pm(rep.oof_r2_no_tta))
+    console.print(table)
+    typer.echo(
+        f"oof_weighted_r2={_pm(rep.oof_r2)} oof_weighted_r2_fold_best={_pm(rep.oof_r2_fold_best)} "
+        f"selection={rep.selection} repeats={repeats}"
+    )
 
 
 @app.command()
@@ -115,11 +153,23 @@ def predict(
     overrides: SetOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxOpt = None,
 ) -> None:
     """Fold-ensemble prediction in the exact Kaggle submission format."""
+    from fieldvision.deploy.session import check_runtime
+
+    check_runtime(runtime, onnx)
+    sets = [*runtime_flags("train", device, progress), *(overrides or [])]
+    if runtime != "torch":  # dispatched before any torch-importing module is loaded
+        from fieldvision.deploy.biomass import predict as onnx_predict
+
+        submission = onnx_predict(run, data, out, tta, sets, runtime, onnx)
+        where = export_folder(run, onnx)
+        typer.echo(f"wrote {len(submission)} rows to {out} (runtime {runtime}, export {where})")
+        return
     from fieldvision.pipelines.biomass import predict as run_predict
 
-    sets = [*runtime_flags("train", device, progress), *(overrides or [])]
     submission = run_predict(run, data, out, tta=tta, overrides=sets)
     typer.echo(f"wrote {len(submission)} rows to {out}")
 
@@ -147,6 +197,7 @@ def ablate(
     overrides: SetOpt = None,
     folds: int | None = typer.Option(None, "--folds", min=2),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
+    repeats: int = typer.Option(1, "--repeats", min=1, help=_REPEATS_HELP),
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -155,15 +206,18 @@ def ablate(
 
     names = [v.strip() for v in variants.split(",")] if variants else list(VARIANTS)
     cfg = load_biomass_config(config, overrides, folds, epochs, None, device, progress)
-    rows = run_ablation(data, out, cfg, names)
-    table = Table(title=f"ablation ({out / 'ablation.md'})")
-    for col in ("variant", "weighted R²", "Δ vs baseline", "minutes"):
+    rows = run_ablation(data, out, cfg, names, repeats=repeats)
+    table = Table(title=f"ablation ({out / 'ablation.md'}, {repeats} repeat(s))")
+    for col in ("variant", "weighted R²", "std", "Δ vs baseline", "better", "fold-best", "min"):
         table.add_column(col)
     for row in rows:
         table.add_row(
             row["variant"],
             f"{row['weighted_r2']:.4f}",
+            f"{row['std']:.4f}",
             f"{row['delta']:+.4f}",
+            {None: "–", True: "yes", False: "no"}[row["better"]],
+            f"{row['fold_best']:.4f}",
             f"{row['minutes']:.1f}",
         )
     console.print(table)
@@ -174,11 +228,25 @@ def tabular(
     data: Path = typer.Option(..., "--data", help="Directory with train.csv (images not needed)."),
     folds: int = typer.Option(5, "--folds", min=2, help="Number of date-grouped folds."),
     seed: int = typer.Option(0, "--seed"),
+    repeats: int = typer.Option(
+        1, "--repeats", min=1, help="Fold seeds seed, seed+1, ...: mean ± std over them."
+    ),
 ) -> None:
     """Metadata-only gradient-boosting baseline (same grouped folds, same metric)."""
-    from fieldvision.pipelines.biomass.tabular import tabular_baseline
+    from fieldvision.pipelines.biomass.tabular import tabular_repeats
 
-    result = tabular_baseline(data / "train.csv" if data.is_dir() else data, folds=folds, seed=seed)
-    rows = [("OOF weighted R²", result.weighted_r2), *result.per_target.items()]
-    console.print(_r2_table(f"tabular baseline ({result.n_images} images, {folds} folds)", rows))
-    typer.echo(f"oof_weighted_r2={result.weighted_r2:.4f}")
+    table = data / "train.csv" if data.is_dir() else data
+    rep = tabular_repeats(table, folds=folds, seed=seed, repeats=repeats)
+    result = rep.runs[0]
+    if repeats == 1:
+        rows = [("OOF weighted R²", result.weighted_r2), *result.per_target.items()]
+        console.print(
+            _r2_table(f"tabular baseline ({result.n_images} images, {folds} folds)", rows)
+        )
+        typer.echo(f"oof_weighted_r2={result.weighted_r2:.4f}")
+        return
+    rows = [(f"seed {s}", r.weighted_r2) for s, r in zip(rep.seeds, rep.runs, strict=True)]
+    console.print(
+        _r2_table(f"tabular baseline ({result.n_images} images, {folds} folds, per seed)", rows)
+    )
+    typer.echo(f"oof_weighted_r2={rep.mean:.4f} ± {rep.std:.4f} (repeats={repeats})")

@@ -8,7 +8,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from fieldvision.cli.options import ConfigOpt, DeviceOpt, ProgressOpt, SetOpt, runtime_flags
+from fieldvision.cli.options import (
+    ConfigOpt,
+    DeviceOpt,
+    OnnxOpt,
+    ProgressOpt,
+    RuntimeOpt,
+    SetOpt,
+    export_folder,
+    runtime_flags,
+)
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 
@@ -89,15 +98,30 @@ def predict(
     overrides: SetOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxOpt = None,
 ) -> None:
     """Classify images; per-tile scores in tiles.csv; optional heatmaps."""
-    from fieldvision.pipelines.mil import predict as run_predict
+    from fieldvision.deploy.session import check_runtime
 
     if mode not in ("glance", "full"):
         raise ConfigError(f"--mode {mode!r}: choose glance or full")
+    check_runtime(runtime, onnx)
     sets = [*runtime_flags("train", device, None), *(overrides or [])]
+    wrote = f"to {out} and tiles to {out.with_name('tiles.csv')}"
+    if runtime != "torch":  # dispatched before any torch-importing module is loaded
+        from fieldvision.deploy.mil import predict as onnx_predict
+
+        table = onnx_predict(
+            run, images, out, mode, budget, heatmaps, sets, progress, runtime, onnx
+        )
+        where = export_folder(run, onnx)
+        typer.echo(f"wrote {len(table)} predictions {wrote} (runtime {runtime}, export {where})")
+        return
+    from fieldvision.pipelines.mil import predict as run_predict
+
     table = run_predict(run, images, out, mode, budget, heatmaps, sets, progress)
-    typer.echo(f"wrote {len(table)} predictions to {out} and tiles to {out.with_name('tiles.csv')}")
+    typer.echo(f"wrote {len(table)} predictions {wrote}")
 
 
 @app.command()

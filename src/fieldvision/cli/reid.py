@@ -8,7 +8,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from fieldvision.cli.options import ConfigOpt, DeviceOpt, ProgressOpt, SetOpt, runtime_flags
+from fieldvision.cli.options import (
+    ConfigOpt,
+    DeviceOpt,
+    OnnxOpt,
+    ProgressOpt,
+    RuntimeOpt,
+    SetOpt,
+    export_folder,
+    runtime_flags,
+)
 from fieldvision.console import console
 
 app = typer.Typer(help="Animal / person re-identification.", no_args_is_help=True)
@@ -125,11 +134,26 @@ def embed(
     overrides: SetOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxOpt = None,
 ) -> None:
     """Embed images with a trained run (L2-normalised, flip TTA)."""
+    from fieldvision.deploy.session import check_runtime
+
+    check_runtime(runtime, onnx)
+    sets = [*runtime_flags("train", device, None), *(overrides or [])]
+    if runtime != "torch":  # dispatched before any torch-importing module is loaded
+        from fieldvision.deploy.reid import embed as onnx_embed
+
+        e = onnx_embed(run, images, out, tta, progress, image_root, sets, runtime, onnx)
+        where = export_folder(run, onnx)
+        typer.echo(
+            f"wrote {len(e)} embeddings of dimension {e.embeddings.shape[1]} to {out} "
+            f"(runtime {runtime}, export {where})"
+        )
+        return
     from fieldvision.pipelines.reid import embed as run_embed
 
-    sets = [*runtime_flags("train", device, None), *(overrides or [])]
     e = run_embed(run, images, out, tta, progress, image_root=image_root, overrides=sets)
     typer.echo(f"wrote {len(e)} embeddings of dimension {e.embeddings.shape[1]} to {out}")
 

@@ -11,23 +11,22 @@ export that fails parity raises and leaves no file.
 
 `export_run` exports every ``model.safetensors`` of a finished run into a folder with a
 ``manifest.json`` (models, input / output names and shapes, dynamic axes, normalisation,
-opset, fieldvision version, parity figures, sha256 of each file), written to a temporary
+opset, fieldvision version, parity figures, sha256 of each file, and the ``inference`` block
+that the torch-free `fieldvision.deploy` path predicts from), written to a temporary
 folder and renamed into place, so an interrupted or failed export leaves nothing partial.
 `verify_export` re-checks the checksums (an edited or foreign ``.onnx`` is refused), of the
 INT8 copies too (``fieldvision.export.quantize``).
 
 Where we differ from a one-model export script: the MIL expert is exported as its tile
-scorer (tiles → tile logits and features); the bag pooling (max / top-k / attention over a
-variable subset of tiles) stays with the caller, because glance inference pools over the
-tiles it selected.
+scorer (tiles → tile logits and features, and with attention pooling each tile's attention
+scores); the bag pooling (max / top-k / the masked softmax over a variable subset of tiles)
+stays with the caller, because glance inference pools over the tiles it selected.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -41,13 +40,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fieldvision.deploy.manifest import INFERENCE_FORMAT, MANIFEST, verify_export
+from fieldvision.deploy.manifest import sha256 as _sha256
 from fieldvision.errors import RunError
 from fieldvision.io import write_json
 
 __all__ = ["ExportSpec", "export_model", "export_run", "export_spec", "verify_export"]
 
 RTOL, ATOL = 1e-3, 1e-5
-MANIFEST = "manifest.json"
 NORMALISATION = "images float32 in [0, 1], RGB; ImageNet mean/std applied inside the model"
 
 
@@ -143,11 +143,16 @@ def export_spec(model: nn.Module, image_size: Sequence[int] | None = None) -> Ex
 
         def call(m, tiles):
             logits, features = m.score_tiles(tiles)
-            return {"tile_logits": logits, "tile_features": features}
+            out = {"tile_logits": logits, "tile_features": features}
+            if m.attention is not None:  # per-tile scores; the masked softmax is the caller's
+                out["tile_attention"] = m.attention.scores(features)
+            return out
 
+        outputs = ["tile_logits", "tile_features"]
+        outputs += ["tile_attention"] if model.attention is not None else []
         spec = ExportSpec(
             [("tiles", ["tiles", 3, s, s])],
-            ["tile_logits", "tile_features"],
+            outputs,
             lambda b: (torch.rand(b, 3, s, s, generator=torch.Generator().manual_seed(b)),),
             call,
         )
@@ -266,14 +271,6 @@ def export_model(
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _image_size(kind: str, cfg: Any, relpath: str) -> tuple[int, int] | None:
     """The example image size of a run's model (what its pipeline feeds it)."""
     if kind == "biomass":
@@ -330,12 +327,14 @@ def export_run(
                 model, staging / f"{name}.onnx", _image_size(kind, cfg, rel), opset
             )
             entry["source"] = f"{rel}/model.safetensors"
+            entry["source_sha256"] = _sha256(w)  # ties the export to these very weights
             models[name] = entry
         manifest = {
             "fieldvision": __version__,
             "run": {"path": str(run.resolve()), "kind": kind, "fingerprint": run_dir.fingerprint},
             "opset": opset,
             "models": models,
+            "inference": _inference(cfg, config_cls),
         }
         if extend is not None:
             extend(staging, manifest)
@@ -347,6 +346,19 @@ def export_run(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _inference(cfg: Any, config_cls: type) -> dict[str, Any]:
+    """What `fieldvision.deploy` needs to predict without the torch-importing config classes:
+    the resolved config (defaults filled in) and what each runtime field accepts (which
+    ``--set`` keys a finished run takes, and the keys left out of its fingerprint)."""
+    from fieldvision.config import config_to_dict, runtime_field_specs
+
+    return {
+        "format": INFERENCE_FORMAT,
+        "config": config_to_dict(cfg),
+        "runtime_fields": runtime_field_specs(config_cls),
+    }
 
 
 def _config_class(kind: str) -> type:
@@ -363,31 +375,3 @@ def _config_class(kind: str) -> type:
 
         return MILConfig
     raise RunError(f"runs of kind {kind!r} have no exporter")
-
-
-def verify_export(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Check an export folder against its manifest (files present, checksums equal).
-
-    Raises:
-        RunError: Missing manifest or file, or a file whose sha256 differs (edited, or from
-            another export).
-    """
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RunError(f"{folder}: no readable {MANIFEST}", hint="run fieldvision export") from None
-    for name, entry in manifest.get("models", {}).items():
-        # The FP32 file and, after --int8, its quantized copy: both are checksummed.
-        for record in (entry, entry.get("int8")):
-            if record is None:
-                continue
-            path = folder / record["file"]
-            if not path.is_file():
-                raise RunError(f"{folder}: model {name!r} file {record['file']} is missing")
-            if _sha256(path) != record["sha256"]:
-                raise RunError(
-                    f"{path}: checksum differs from {MANIFEST} (edited, or from another export)",
-                    hint="re-export the run",
-                )
-    return manifest

@@ -106,6 +106,16 @@ def write_biomass_report(
         {"metric": "OOF weighted R² (flip TTA)", "value": metrics["oof_weighted_r2"]},
         {"metric": "OOF weighted R² (no TTA)", "value": metrics["oof_weighted_r2_no_tta"]},
     ]
+    if "oof_weighted_r2_fold_best" in metrics:
+        mode = metrics.get("selection", {}).get("mode", "best")
+        overview[0]["metric"] += f", selection {mode}"
+        overview.insert(
+            1,
+            {
+                "metric": "OOF weighted R² with each fold's own best epoch (biased)",
+                "value": metrics["oof_weighted_r2_fold_best"],
+            },
+        )
     overview += [{"metric": f"R² {k}", "value": v} for k, v in metrics["per_target_r2"].items()]
     fold_rows = [
         {"fold": k, "images": int((folds == k).sum()), "weighted R²": r2}

@@ -31,6 +31,7 @@ __all__ = [
     "derive_targets",
     "long_to_wide",
     "sample_id",
+    "submission_for",
     "to_long",
     "to_submission",
 ]
@@ -130,6 +131,29 @@ def to_long(image_ids: Sequence[str], values: np.ndarray) -> pd.DataFrame:
 def to_submission(image_ids: Sequence[str], values: np.ndarray) -> pd.DataFrame:
     """The Kaggle submission ``sample_id,target`` of wide ``(N, 5)`` predictions."""
     return to_long(image_ids, values)[["sample_id", "target"]]
+
+
+def submission_for(
+    table: pd.DataFrame, image_ids: Sequence[str], values: np.ndarray
+) -> pd.DataFrame:
+    """The submission of a long test table: one ``sample_id,target`` row per row of `table`.
+
+    Args:
+        table: `read_test_table` rows (``sample_id, image_id, target_name``), in file order.
+        image_ids: N image ids, the rows of `values`.
+        values: Array[N, 5] grams in `TARGETS` order.
+
+    Returns:
+        ``sample_id, target`` in the order of `table` (the rows Kaggle asks for).
+    """
+    by_image = {
+        sample_id(i, t): float(values[r, j])
+        for r, i in enumerate(image_ids)
+        for j, t in enumerate(TARGETS)
+    }
+    wanted = zip(table["image_id"], table["target_name"], strict=True)
+    target = [by_image[sample_id(i, t)] for i, t in wanted]
+    return pd.DataFrame({"sample_id": table["sample_id"].to_numpy(), "target": target})
 
 
 def long_to_wide(frame: pd.DataFrame, value: str = "target") -> pd.DataFrame:

@@ -6,7 +6,32 @@ Phase 1, biomass Phase 2 and re-ID::
 
     out_dir/<split.name>/
       best.ckpt last.ckpt metrics.csv done.json   Lightning state (see `trainer`)
-      model.safetensors                           the best epoch's model, with its record
+      model.safetensors                           the selected model, with its record
+      epochs.json                                 monitored score per validated epoch
+      selection.json                              how model.safetensors was selected
+      fold_best.safetensors                       honest modes: the fold's own best epoch
+      epochs/epoch{e}.safetensors                 honest modes: per-epoch weights (pruned)
+
+**Selection** (``ScheduleConfig.selection``). Picking the best epoch on the fold that then
+reports the out-of-fold score is optimistic (``best``: the score is the max over noisy
+epochs). The honest modes never look at the fold's own validation score: early stopping
+is off, the full schedule trains, and the exported model is
+
+* ``fixed_epochs``: the weights after E epochs, E = ``selection_epochs`` or else the
+  median best epoch count of the *other* splits (the last epoch for a single split);
+* ``last_k_average``: the mean of the weights of the last ``selection_k`` validated
+  epochs (checkpoint averaging); with ``precise_bn_batches`` the batch-norm statistics
+  of the averaged weights are then recomputed on the training data (else averaged).
+
+The fold's own best epoch is still exported (``fold_best.safetensors``) so a pipeline can
+report the biased and the honest score side by side.
+
+**Precise BN** (``ScheduleConfig.precise_bn_batches``): batch-norm running statistics are
+an exponential average over past training steps; with few steps per epoch and weights
+that move fast (from-scratch training), they describe weights that no longer exist and
+validation swings. When set, the statistics are recomputed with the current weights over
+that many training batches before every validation (so checkpoints and epoch weights
+carry them), and once more for averaged weights.
 
 A split whose ``model.safetensors`` exists is finished and is loaded instead of trained; an
 interrupted one resumes from its ``last.ckpt``; so re-running a pipeline after a crash or
@@ -15,37 +40,57 @@ Ctrl+C loses at most one epoch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
 from fieldvision.config import StrictModel, runtime_field
 from fieldvision.console import console
-from fieldvision.errors import DataError
-from fieldvision.models.registry import load_model, save_model
+from fieldvision.errors import DataError, RunError
+from fieldvision.io import write_json
+from fieldvision.models.registry import load_model, load_state, save_model
+from fieldvision.runtime import resolve_device
 from fieldvision.seeding import seed_everything
 from fieldvision.training.system import TaskSystem
-from fieldvision.training.trainer import BEST_NAME, FitResult, build_trainer, fit_resumable
+from fieldvision.training.trainer import (
+    BEST_NAME,
+    DONE_FILE,
+    FitResult,
+    build_trainer,
+    fit_resumable,
+)
 
 __all__ = [
+    "FOLD_BEST_FILE",
     "MODEL_FILE",
+    "SELECTION_MODES",
     "FitTask",
     "FittedSplit",
     "RuntimeConfig",
     "ScheduleConfig",
     "Split",
     "TrainerConfig",
+    "average_states",
+    "best_epoch",
     "fit_splits",
     "kfold_splits",
+    "recompute_bn",
 ]
 
 MODEL_FILE = "model.safetensors"
+FOLD_BEST_FILE = "fold_best.safetensors"
+EPOCHS_FILE = "epochs.json"
+SELECTION_FILE = "selection.json"
+SELECTION_MODES = ("best", "fixed_epochs", "last_k_average")
+_SELECTION_PATTERN = "^(" + "|".join(SELECTION_MODES) + ")$"
 
 
 class ScheduleConfig(StrictModel):
@@ -54,6 +99,21 @@ class ScheduleConfig(StrictModel):
     epochs: int = Field(10, ge=1)
     patience: int | None = Field(5, ge=1)  # early stopping, in validations (null: off)
     val_every: int = Field(1, ge=1)  # validate every N epochs
+    # Which weights a split exports (see the module docstring): best (on the fold itself:
+    # biased) | fixed_epochs | last_k_average (honest: early stopping off).
+    selection: str = Field("best", pattern=_SELECTION_PATTERN)
+    # fixed_epochs: this epoch count (null: the median best epoch of the other splits).
+    selection_epochs: int | None = Field(None, ge=1)
+    selection_k: int = Field(3, ge=1)  # last_k_average: epochs averaged
+    # Precise BN: before every validation, recompute batch-norm running statistics with the
+    # current weights over up to this many training batches (null: off, keep the running
+    # averages of past steps, which lag behind fast-moving weights).
+    precise_bn_batches: int | None = Field(None, ge=1)
+
+    @property
+    def honest(self) -> bool:
+        """True when the exported model is chosen without the fold's own score."""
+        return self.selection != "best"
 
 
 class RuntimeConfig(StrictModel):
@@ -116,11 +176,143 @@ class FitTask:
 
 @dataclass
 class FittedSplit:
-    """A trained split: its model (best epoch, eval mode, CPU) and the fit record."""
+    """A trained split: its model (selected, eval mode, CPU) and the fit record.
+
+    Attributes:
+        model: The exported model, chosen by the schedule's ``selection``.
+        result: The fit record; None when the split had finished in an earlier call.
+        fold_best: The split's own best epoch (the biased choice); `model` itself in
+            ``best`` mode and for splits trained before selection modes existed.
+        selection: What `model` is: ``mode``, ``epochs`` (1-based epoch counts used),
+            ``fold_best_epoch``, and for ``fixed_epochs`` the ``other_best_epochs``.
+    """
 
     split: Split
     model: nn.Module
-    result: FitResult | None  # None when the split had finished in an earlier call
+    result: FitResult | None
+    fold_best: nn.Module | None = None
+    selection: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.fold_best is None:
+            self.fold_best = self.model
+
+
+class _EpochRecorder(Callback):
+    """Records the monitored score of every validated epoch (``epochs.json``) and, when
+    `save_weights`, that epoch's model weights (``epochs/epoch{e}.safetensors``; e is the
+    1-based epoch count). Weights are taken at the start of validation, after weight
+    averaging (EMA) swapped its weights in, so they are exactly what was validated.
+    Only the newest `keep` weight files are kept (None: all)."""
+
+    def __init__(
+        self, split_dir: Path, monitor: str, mode: str, save_weights: bool, keep: int | None
+    ) -> None:
+        self.split_dir, self.monitor, self.mode = split_dir, monitor, mode
+        self.save_weights, self.keep = save_weights, keep
+        self.record = _read_epochs(split_dir) or {"monitor": monitor, "mode": mode, "scores": {}}
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not self.save_weights:
+            return
+        folder = self.split_dir / "epochs"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(pl_module.model, folder / f"epoch{trainer.current_epoch + 1}.safetensors")
+        if self.keep is not None:
+            for old in _epoch_files(self.split_dir)[: -self.keep]:
+                old.unlink(missing_ok=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        self.record["scores"][str(trainer.current_epoch + 1)] = float(value)
+        write_json(self.split_dir / EPOCHS_FILE, self.record)
+
+
+class _PreciseBN(Callback):
+    """Recomputes batch-norm running statistics before each validation: a forward pass
+    (no gradients, dropout off) over up to `batches` training batches with cumulative
+    averaging, so the statistics validation and checkpoints use belong to the current
+    (or EMA-averaged) weights instead of an exponential average over past steps."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        recompute_bn(pl_module, trainer.train_dataloader, self.batches)
+
+
+def recompute_bn(system: TaskSystem, loader, batches: int) -> int:
+    """Reset and recompute the BN statistics of ``system.model`` over `loader`.
+
+    Returns:
+        The number of batches used (0 when the model has no batch norm).
+    """
+    bns = [m for m in system.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or loader is None:
+        return 0
+    was_training = system.training
+    momenta = [m.momentum for m in bns]
+    system.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recompute batches
+        m.train()
+    used = 0
+    with torch.no_grad():
+        for batch in loader:
+            if used >= batches:
+                break
+            batch = system.transfer_batch_to_device(batch, system.device, 0)
+            system._shared_step(batch, "bn")
+            used += 1
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
+    system.train(was_training)
+    return used
+
+
+def _read_epochs(split_dir: Path) -> dict | None:
+    path = split_dir / EPOCHS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _epoch_files(split_dir: Path) -> list[Path]:
+    """Saved per-epoch weight files, oldest first."""
+    files = (split_dir / "epochs").glob("epoch*.safetensors")
+    return sorted(files, key=lambda p: int(p.stem.removeprefix("epoch")))
+
+
+def best_epoch(record: dict | None) -> int | None:
+    """1-based epoch count of the best monitored score in an ``epochs.json`` record."""
+    if not record or not record.get("scores"):
+        return None
+    scores = {int(e): v for e, v in record["scores"].items() if np.isfinite(v)}
+    if not scores:
+        return None
+    pick = max if record.get("mode", "max") == "max" else min
+    return pick(scores, key=lambda e: (scores[e], -e))
+
+
+def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of state dicts (floating tensors; others are taken from the last)."""
+    if not states:
+        raise RunError("no epoch weights to average")
+    out: dict[str, torch.Tensor] = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            stacked = torch.stack([s[key].to(torch.float64) for s in states])
+            out[key] = stacked.mean(dim=0).to(last.dtype)
+        else:
+            out[key] = last.clone()
+    return out
 
 
 def _load_best(model: nn.Module, split_dir: Path, result: FitResult) -> None:
@@ -154,11 +346,14 @@ def fit_splits(
 ) -> list[FittedSplit]:
     """Train one model per split (or load it when that split already finished).
 
+    Every split trains first; then, in the honest selection modes, each split's exported
+    model is chosen (``fixed_epochs`` needs the other splits' best epochs).
+
     Args:
         out_dir: Folder holding one sub-folder per split.
         splits: The splits, in order (`kfold_splits`, or one `Split` for a single split).
         build: Makes the `FitTask` of a split; called only for splits that still train.
-        schedule: Epochs, patience, validation interval.
+        schedule: Epochs, patience, validation interval, selection mode.
         trainer_cfg: Device, precision, accumulation, clipping, EMA, progress.
         seed: Base seed; split ``k`` trains with ``seed + k``.
         label: Name printed with the progress of each split.
@@ -170,12 +365,17 @@ def fit_splits(
     from torch.optim.swa_utils import get_ema_avg_fn
 
     out_dir = Path(out_dir)
-    fitted: list[FittedSplit] = []
+    fitted: list[FittedSplit | None] = []
+    pending: list[tuple[int, nn.Module, FitResult | None]] = []  # trained, selection still to do
     for k, split in enumerate(splits):
         split_dir = out_dir / split.name
         weights = split_dir / MODEL_FILE
         if weights.is_file():
-            fitted.append(FittedSplit(split, load_model(weights), None))
+            fitted.append(_load_finished(split, split_dir))
+            continue
+        if schedule.honest and _trained_awaiting_selection(split_dir, schedule.epochs):
+            pending.append((k, load_model(split_dir / FOLD_BEST_FILE), None))
+            fitted.append(None)
             continue
         console.print(
             f"[bold]{label}[/] {split.name} ({k + 1}/{len(splits)}): "
@@ -183,9 +383,16 @@ def fit_splits(
         )
         seed_everything(seed + k)
         task = build(split)
-        callbacks = []
+        callbacks: list[Callback] = []
         if trainer_cfg.ema_decay is not None:
             callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(trainer_cfg.ema_decay)))
+        if schedule.precise_bn_batches is not None:  # after EMA: on the averaged weights
+            callbacks.append(_PreciseBN(schedule.precise_bn_batches))
+        # After the EMA callback, so the recorded weights are the validated (averaged) ones.
+        keep = schedule.selection_k if schedule.selection == "last_k_average" else None
+        callbacks.append(
+            _EpochRecorder(split_dir, task.system.monitor, task.system.mode, schedule.honest, keep)
+        )
         n_batches = len(task.train_loader) if hasattr(task.train_loader, "__len__") else 10
         trainer = build_trainer(
             split_dir,
@@ -195,7 +402,8 @@ def fit_splits(
             accumulate_grad_batches=trainer_cfg.accumulate_grad_batches,
             monitor=task.system.monitor,
             mode=task.system.mode,
-            patience=schedule.patience,
+            # Early stopping reads the fold's own score: off in the honest modes.
+            patience=None if schedule.honest else schedule.patience,
             progress=trainer_cfg.progress,
             gradient_clip_val=trainer_cfg.gradient_clip_val,
             check_val_every_n_epoch=schedule.val_every,
@@ -205,6 +413,107 @@ def fit_splits(
         result = fit_resumable(trainer, task.system, task.train_loader, task.val_loader, split_dir)
         model = task.model.cpu()
         _load_best(model, split_dir, result)
-        save_model(model, weights)
-        fitted.append(FittedSplit(split, model.eval(), result))
-    return fitted
+        if not schedule.honest:
+            save_model(model, weights)
+            write_json(split_dir / SELECTION_FILE, _best_record(split_dir))
+            fitted.append(
+                FittedSplit(split, model.eval(), result, selection=_best_record(split_dir))
+            )
+            continue
+        save_model(model, split_dir / FOLD_BEST_FILE)
+        pending.append((k, model, result))
+        fitted.append(None)
+    for k, fold_best, result in pending:
+        split = splits[k]
+        split_dir = out_dir / split.name
+        others = [
+            best_epoch(_read_epochs(out_dir / s.name)) for j, s in enumerate(splits) if j != k
+        ]
+        record = _select(split_dir, schedule, [e for e in others if e is not None])
+        model = load_model(split_dir / FOLD_BEST_FILE)
+        if record["mode"] == "last_k_average":
+            state = average_states(
+                [load_state(_epoch_path(split_dir, e)) for e in record["epochs"]]
+            )
+        else:
+            state = load_state(_epoch_path(split_dir, record["epochs"][0]))
+        model.load_state_dict(state, strict=True)
+        if record["mode"] == "last_k_average" and schedule.precise_bn_batches is not None:
+            # Averaged weights need their own BN statistics (the SWA recipe): recompute
+            # them over the split's training data.
+            seed_everything(seed + k)
+            task = build(split)
+            task.model.load_state_dict(model.state_dict(), strict=True)
+            task.system.to(resolve_device(trainer_cfg.device))
+            record["bn_batches"] = recompute_bn(
+                task.system, task.train_loader, schedule.precise_bn_batches
+            )
+            model = task.model.cpu()
+        save_model(model, split_dir / MODEL_FILE)
+        write_json(split_dir / SELECTION_FILE, record)
+        if record["mode"] == "fixed_epochs":  # keep only the weights that were used
+            for path in _epoch_files(split_dir):
+                if int(path.stem.removeprefix("epoch")) not in record["epochs"]:
+                    path.unlink(missing_ok=True)
+        fitted[k] = FittedSplit(split, model.eval(), result, fold_best.eval(), record)
+    return [f for f in fitted if f is not None]
+
+
+def _trained_awaiting_selection(split_dir: Path, epochs: int) -> bool:
+    """An honest split that finished training (in an earlier call) but was not exported."""
+    if not (split_dir / FOLD_BEST_FILE).is_file() or not (split_dir / DONE_FILE).is_file():
+        return False
+    try:
+        record = json.loads((split_dir / DONE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(record.get("stopped_early")) or int(record.get("max_epochs", -1)) >= epochs
+
+
+def _epoch_path(split_dir: Path, epoch: int) -> Path:
+    return split_dir / "epochs" / f"epoch{epoch}.safetensors"
+
+
+def _best_record(split_dir: Path) -> dict:
+    best = best_epoch(_read_epochs(split_dir))
+    return {"mode": "best", "epochs": [best] if best else [], "fold_best_epoch": best}
+
+
+def _select(split_dir: Path, schedule: ScheduleConfig, other_best: list[int]) -> dict:
+    """The honest selection record of one split (which saved epochs its model uses)."""
+    saved = [int(p.stem.removeprefix("epoch")) for p in _epoch_files(split_dir)]
+    if not saved:
+        raise RunError(
+            f"{split_dir}: no per-epoch weights to select from",
+            hint=f"delete {split_dir} to retrain this split",
+        )
+    record: dict = {
+        "mode": schedule.selection,
+        "fold_best_epoch": best_epoch(_read_epochs(split_dir)),
+    }
+    if schedule.selection == "last_k_average":
+        record["epochs"] = saved[-schedule.selection_k :]
+        return record
+    if schedule.selection_epochs is not None:
+        target = schedule.selection_epochs
+    elif other_best:
+        target = int(np.floor(np.median(other_best) + 0.5))
+    else:
+        target = saved[-1]  # a single split: nothing else to choose by
+    record["other_best_epochs"] = other_best
+    record["target_epochs"] = target
+    # The nearest saved epoch (validation may not run every epoch), the earlier on ties.
+    record["epochs"] = [min(saved, key=lambda e: (abs(e - target), e))]
+    return record
+
+
+def _load_finished(split: Split, split_dir: Path) -> FittedSplit:
+    """A split exported by an earlier call (or by a release without selection modes)."""
+    model = load_model(split_dir / MODEL_FILE)
+    path = split_dir / SELECTION_FILE
+    if not path.is_file():  # trained before selection modes: the fold's best epoch
+        return FittedSplit(split, model, None, selection={"mode": "best", "legacy": True})
+    record = json.loads(path.read_text(encoding="utf-8"))
+    fold_best = split_dir / FOLD_BEST_FILE
+    biased = load_model(fold_best) if fold_best.is_file() else None
+    return FittedSplit(split, model, None, biased, record)

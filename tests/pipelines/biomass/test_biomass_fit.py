@@ -86,7 +86,9 @@ def test_interrupted_run_resumes_at_pipeline_level(pasture, tmp_path, monkeypatc
             "phase1/fold0/model.safetensors",
             "phase1/fold1/model.safetensors",
             "phase1/oof_meta.csv",
-            "phase2/fold0/model.safetensors",
+            # Honest selection exports after every fold trained; fold 0's training is kept.
+            "phase2/fold0/fold_best.safetensors",
+            "phase2/fold0/done.json",
         )
     }
     assert not (out / "phase2" / "fold1" / "model.safetensors").exists()

@@ -28,11 +28,15 @@ Embedding files (`save_embeddings` / `load_embeddings`) are ``.npz`` archives wi
 Layout: `samples` (containers), `readers` (folders, CSV, image lists, `detect_layout`,
 `check_images`), `kaggle` (`read_pairs`, `read_kaggle`), `splits`, `dataset`
 (`ReIDDataset`) and `embeddings` (embedding files); `fieldvision.data.checks` holds the
-validation shared with other readers.
+validation shared with other readers. Only `ReIDDataset` imports torch; it is imported on
+first use, so the ONNX deploy path reads images and writes embeddings without torch.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fieldvision.data.checks import IMAGE_EXTENSIONS
-from fieldvision.data.reid.dataset import ReIDDataset
 from fieldvision.data.reid.embeddings import load_embeddings, save_embeddings
 from fieldvision.data.reid.kaggle import read_kaggle, read_pairs
 from fieldvision.data.reid.readers import (
@@ -50,6 +54,9 @@ from fieldvision.data.reid.samples import (
     Split,
 )
 from fieldvision.data.reid.splits import closed_set_queries, closed_set_split, open_set_split
+
+if TYPE_CHECKING:
+    from fieldvision.data.reid.dataset import ReIDDataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -72,3 +79,11 @@ __all__ = [
     "read_pairs",
     "save_embeddings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ReIDDataset":
+        from fieldvision.data.reid.dataset import ReIDDataset
+
+        return ReIDDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,8 @@
 
 Files: `config` (the run config), `inputs` (validated tables, images, folds, loaders),
 `meta` (metadata encoding for Phase 1 / FiLM), `fit` (k-fold Phase 1 + Phase 2 training),
-`predict` (fold-ensemble submission, evaluation), `ablation`, `tabular` (metadata-only
-baseline), `demo`.
+`predict` (fold-ensemble submission, evaluation), `repeats` (repeated CV: R fold/model
+seeds, mean ± std), `ablation`, `tabular` (metadata-only baseline), `demo`.
 """
 
 from fieldvision.pipelines.biomass.config import BiomassConfig

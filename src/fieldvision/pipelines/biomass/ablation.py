@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fieldvision.config import config_to_dict, load_config
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
 from fieldvision.io import read_yaml
 from fieldvision.pipelines.biomass.config import BiomassConfig
 from fieldvision.pipelines.biomass.fit import train
+from fieldvision.pipelines.biomass.repeats import mean_std, repeat_configs
 from fieldvision.report.markdown import markdown_table, write_report
 
 __all__ = ["VARIANTS", "Variant", "run_ablation"]
@@ -48,6 +51,10 @@ VARIANTS: dict[str, Variant] = {
     ),
     "no_tta": Variant("full pipeline evaluated without flip TTA", _FULL, reuse="film"),
     "clahe": Variant("full pipeline + CLAHE in cleaning", (*_FULL, "data.clean.clahe=true")),
+    "swa": Variant(
+        "full pipeline, Phase 2 exports the mean of its last 3 epochs' weights",
+        (*_FULL, "phase2.selection=last_k_average", "phase2.selection_k=3"),
+    ),
     "no_aux": Variant(
         "full pipeline, Phase 1 without species/state heads",
         (*_FULL, "phase1.use_species=false", "phase1.use_state=false"),
@@ -55,18 +62,28 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def run_ablation(data_dir: Path, out: Path, base: BiomassConfig, names: list[str]) -> list[dict]:
-    """Train every named variant and write ``out/ablation.md``.
+def run_ablation(
+    data_dir: Path, out: Path, base: BiomassConfig, names: list[str], repeats: int = 1
+) -> list[dict]:
+    """Train every named variant (`repeats` times) and write ``out/ablation.md``.
+
+    With ``repeats`` R > 1, variant ``v`` trains ``out/v/repeat{r}`` with ``train.seed`` =
+    seed + r (other folds, other model seeds; repeat r has the same folds in every
+    variant), and a variant counts as better than the baseline only when its mean gain
+    exceeds twice the combined std, ``2·sqrt(s_v² + s_baseline²)``.
 
     Returns:
-        One row per variant: variant, description, weighted_r2, delta (vs baseline), minutes,
-        and per-target R².
+        One row per variant: variant, description, weighted_r2 (mean over repeats), std,
+        delta (vs baseline), better (True/False; None with a single repeat), fold_best
+        (the biased fold-best-epoch OOF, mean), minutes, and per-target R² (means).
     """
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(
             f"unknown ablation variant(s) {unknown}; choose from {', '.join(VARIANTS)}"
         )
+    if repeats < 1:
+        raise ConfigError(f"repeats must be at least 1, got {repeats}")
     # Reused variants need the run they read from; the baseline anchors the deltas.
     todo = list(
         dict.fromkeys(
@@ -81,51 +98,72 @@ def run_ablation(data_dir: Path, out: Path, base: BiomassConfig, names: list[str
         if variant.reuse:
             continue
         cfg = load_config(BiomassConfig, overrides=variant.overrides, base=base_dict)
-        run_dir = out / name
-        key = repr((config_to_dict(cfg)["phase1"], config_to_dict(cfg)["data"]))
         console.rule(f"[bold]ablation: {name}[/] — {variant.description}")
-        start = time.perf_counter()
-        result = train(
-            data_dir, run_dir, cfg, phase1_from=phase1_runs.get(key) if cfg.needs_phase1 else None
-        )
-        if cfg.needs_phase1:
-            phase1_runs.setdefault(key, run_dir)
-        metrics = read_yaml(run_dir / "metrics.json")
+        runs, minutes = [], 0.0
+        for r, rcfg in enumerate(repeat_configs(cfg, repeats)):
+            run_dir = out / name if repeats == 1 else out / name / f"repeat{r}"
+            d = config_to_dict(rcfg)
+            key = repr((d["phase1"], d["data"], d["train"]))
+            start = time.perf_counter()
+            reuse = phase1_runs.get(key) if rcfg.needs_phase1 else None
+            result = train(data_dir, run_dir, rcfg, phase1_from=reuse)
+            if rcfg.needs_phase1:
+                phase1_runs.setdefault(key, run_dir)
+            metrics = read_yaml(run_dir / "metrics.json") or {}
+            seconds = metrics.get("fit", {}).get("seconds", time.perf_counter() - start)
+            minutes += seconds / 60.0
+            runs.append(result)
         results[name] = {
-            "weighted_r2": result.oof_r2,
-            "no_tta": result.oof_r2_no_tta,
-            "per_target": result.per_target,
-            "minutes": metrics.get("fit", {}).get("seconds", time.perf_counter() - start) / 60.0,
+            "scores": [x.oof_r2 for x in runs],
+            "no_tta": [x.oof_r2_no_tta for x in runs],
+            "fold_best": [getattr(x, "oof_r2_fold_best", float("nan")) for x in runs],
+            "per_target": {
+                k: float(np.mean([x.per_target[k] for x in runs])) for k in runs[0].per_target
+            },
+            "minutes": minutes,
         }
     rows = []
-    anchor = results["baseline"]["weighted_r2"]
+    anchor, anchor_std = mean_std(results["baseline"]["scores"])
     for name in dict.fromkeys(["baseline", *names]):
         variant = VARIANTS[name]
         if variant.reuse:
             src = results[variant.reuse]
-            score, minutes, per_target = src["no_tta"], 0.0, {}
+            scores, fold_best, minutes, per_target = src["no_tta"], [], 0.0, {}
         else:
-            score, minutes, per_target = (
-                results[name]["weighted_r2"],
-                results[name]["minutes"],
-                results[name]["per_target"],
-            )
+            src = results[name]
+            scores, fold_best = src["scores"], src["fold_best"]
+            minutes, per_target = src["minutes"], src["per_target"]
+        score, std = mean_std(scores)
+        delta = score - anchor
+        better = None
+        if repeats > 1 and name != "baseline":
+            better = bool(delta > 2.0 * float(np.hypot(std, anchor_std)))
         row = {
             "variant": name,
             "description": variant.description,
             "weighted_r2": score,
-            "delta": score - anchor,
+            "std": std,
+            "delta": delta,
+            "better": better,
+            "fold_best": mean_std(fold_best)[0] if fold_best else float("nan"),
             "minutes": minutes,
         }
         row.update({k.removesuffix("_g"): v for k, v in per_target.items()})
         rows.append(row)
-    columns = ["variant", "description", "weighted_r2", "delta", "minutes"]
-    columns += [c for c in rows[0] if c not in columns]
+    columns = ["variant", "description", "weighted_r2", "std", "delta", "better", "fold_best"]
+    columns += ["minutes", *(c for c in rows[0] if c not in columns and c != "minutes")]
+    table_rows = [
+        {**row, "better": {None: "–", True: "yes", False: "no"}[row["better"]]} for row in rows
+    ]
     body = (
-        "Out-of-fold weighted R² on identical date-grouped folds "
-        f"({base.train.folds} folds, seed {base.train.seed}); Δ is against `baseline`. "
-        "`minutes` is the wall time of the last `train` call of that variant (a resumed or "
-        "reused run only counts what was left to do).\n\n" + markdown_table(rows, columns)
+        f"Out-of-fold weighted R² on identical date-grouped folds ({base.train.folds} folds, "
+        f"{repeats} repeat(s), fold seeds {base.train.seed}..{base.train.seed + repeats - 1}); "
+        "`weighted_r2` and `std` are the mean and sample std over repeats of the honest "
+        f"score (selection `{base.phase2.selection}`), `fold_best` the biased score with "
+        "each fold's own best epoch. Δ is against `baseline`; `better` is yes only when "
+        "Δ > 2·sqrt(std² + std_baseline²) (needs ≥ 2 repeats). `minutes` is the wall time "
+        "of the last `train` calls of that variant (a resumed or reused run only counts "
+        "what was left to do).\n\n" + markdown_table(table_rows, columns)
     )
     write_report(out / "ablation.md", "Biomass ablation", [("Results", body)])
     return rows

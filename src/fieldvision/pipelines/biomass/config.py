@@ -16,10 +16,15 @@ from fieldvision.config import StrictModel, runtime_field
 from fieldvision.data.images import DEFAULT_MAX_PIXELS
 from fieldvision.models.biomass import Phase1Config, Phase2Config
 from fieldvision.ops.cleaning import CleanConfig
-from fieldvision.training.fit import ScheduleConfig, TrainerConfig
+from fieldvision.training.fit import SELECTION_MODES, ScheduleConfig, TrainerConfig
 from fieldvision.training.optim import OptimConfig
 
 __all__ = ["BiomassConfig", "DataSection", "Phase1Section", "Phase2Section", "TrainSection"]
+
+# Honest by default: the exported model is chosen without its own fold's validation score
+# (the median best epoch of the other folds); the fold-best ("best") score is reported next
+# to it. See `fieldvision.training.fit`.
+_SELECTION = Field("fixed_epochs", pattern="^(" + "|".join(SELECTION_MODES) + ")$")
 
 
 class DataSection(StrictModel):
@@ -42,7 +47,8 @@ class Phase1Section(Phase1Config, OptimConfig, ScheduleConfig):
 
     enabled: bool = True  # only needed when phase2.use_film is on
     epochs: int = Field(8, ge=1)
-    patience: int | None = Field(4, ge=1)
+    patience: int | None = Field(4, ge=1)  # only in selection=best
+    selection: str = _SELECTION
 
 
 class Phase2Section(Phase2Config, OptimConfig, ScheduleConfig):
@@ -50,7 +56,12 @@ class Phase2Section(Phase2Config, OptimConfig, ScheduleConfig):
 
     loss: str = Field("mse", pattern="^(mse|huber)$")  # on per-target scaled grams
     epochs: int = Field(12, ge=1)
-    patience: int | None = Field(5, ge=1)
+    patience: int | None = Field(5, ge=1)  # only in selection=best
+    selection: str = _SELECTION
+    # Recompute BN statistics before each validation (and for averaged weights): on the
+    # demo, the running averages lagged the fast-moving from-scratch weights and swung
+    # per-epoch validation R² (0.5 down to -2 on one fold; see `fieldvision.training.fit`).
+    precise_bn_batches: int | None = Field(32, ge=1)
 
 
 class TrainSection(TrainerConfig):

@@ -20,6 +20,7 @@ current one.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -59,12 +60,15 @@ class TrainResult:
     """What `train` measured."""
 
     run_dir: Path
-    oof_r2: float
+    oof_r2: float  # honest unless phase2.selection=best
     oof_r2_no_tta: float
     per_target: dict[str, float]
     fold_r2: list[float]
     seconds: float
     extra: dict = field(default_factory=dict)
+    # The same OOF with each fold's own best epoch (the optimistic, selection-biased score).
+    oof_r2_fold_best: float = float("nan")
+    selection: str = "best"
 
 
 def phase1_call(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
@@ -238,12 +242,19 @@ def _train(
     )
     oof = np.zeros_like(y)
     oof_plain = np.zeros_like(y)
+    oof_fold_best = np.zeros_like(y)
     tile_weights: np.ndarray | None = None
     fold_r2: list[float] = []
+    fold_r2_best: list[float] = []
     for f in fitted:
         va = f.split.val
         views = _predict(f.model, data, va, arrays, cfg, phase2_call, cfg.train.tta)
         oof[va] = mean_views(views)["targets"]
+        if f.fold_best is f.model:
+            oof_fold_best[va] = oof[va]
+        else:
+            biased = _predict(f.fold_best, data, va, arrays, cfg, phase2_call, cfg.train.tta)
+            oof_fold_best[va] = mean_views(biased)["targets"]
         oof_plain[va] = views[0]["targets"]  # the identity view alone: the no-TTA ablation
         if "tile_weights" in views[0]:
             # Identity view only: flips permute the tiles, so their weights cannot be averaged.
@@ -251,16 +262,25 @@ def _train(
                 tile_weights = np.zeros((len(y), views[0]["tile_weights"].shape[1]), np.float32)
             tile_weights[va] = views[0]["tile_weights"]
         fold_r2.append(weighted_r2(y[va], oof[va]))
+        fold_r2_best.append(weighted_r2(y[va], oof_fold_best[va]))
         console.print(f"  {f.split.name} OOF weighted R² = {fold_r2[-1]:.4f}")
 
     r2, r2_plain = weighted_r2(y, oof), weighted_r2(y, oof_plain)
+    r2_fold_best = weighted_r2(y, oof_fold_best)
     per_target = per_target_r2(y, oof)
     _write_oof(out, wide, data.folds, oof, meta, enc)
+    selection = _selection_summary(fitted, cfg.phase2.selection)
     metrics = {
         "oof_weighted_r2": r2,
         "oof_weighted_r2_no_tta": r2_plain,
+        # Each fold's own best epoch: what "best" selection reports, optimistic by design.
+        "oof_weighted_r2_fold_best": r2_fold_best,
+        "selection": selection,
         "per_target_r2": per_target,
         "fold_weighted_r2": fold_r2,
+        "fold_weighted_r2_fold_best": fold_r2_best,
+        # Validation R² of every epoch, per fold (no TTA): the training curves.
+        "epoch_val_r2": _epoch_curves(out / "phase2", fitted),
         "n_images": len(wide),
         "folds": cfg.train.folds,
         "tta": cfg.train.tta,
@@ -280,7 +300,38 @@ def _train(
         tile_weights,
         tuple(cfg.phase2.tile_grid),
     )
-    return TrainResult(out, r2, r2_plain, per_target, fold_r2, metrics["seconds"])
+    return TrainResult(
+        out,
+        r2,
+        r2_plain,
+        per_target,
+        fold_r2,
+        metrics["seconds"],
+        oof_r2_fold_best=r2_fold_best,
+        selection=selection["mode"],
+    )
+
+
+def _epoch_curves(folder: Path, fitted: list) -> dict[str, list[float]]:
+    curves = {}
+    for f in fitted:
+        path = folder / f.split.name / "epochs.json"
+        if path.is_file():
+            scores = json.loads(path.read_text(encoding="utf-8")).get("scores", {})
+            curves[f.split.name] = [scores[e] for e in sorted(scores, key=int)]
+    return curves
+
+
+def _selection_summary(fitted: list, configured: str) -> dict:
+    """How the Phase-2 fold models were chosen (``legacy``: trained before the modes)."""
+    modes = {f.selection.get("mode", "best") for f in fitted}
+    legacy = any(f.selection.get("legacy") for f in fitted)
+    mode = modes.pop() if len(modes) == 1 else configured
+    return {
+        "mode": f"{mode} (legacy run)" if legacy else mode,
+        "fold_epochs": [f.selection.get("epochs") for f in fitted],
+        "fold_best_epochs": [f.selection.get("fold_best_epoch") for f in fitted],
+    }
 
 
 def _write_oof(

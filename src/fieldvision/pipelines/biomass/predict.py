@@ -24,7 +24,7 @@ from fieldvision.pipelines.biomass.fit import RUN_KIND, phase1_call, phase2_call
 from fieldvision.pipelines.biomass.inputs import TestData, load_test_data, make_dataset
 from fieldvision.pipelines.biomass.meta import MetaEncoder, film_meta
 from fieldvision.runs import RunDir
-from fieldvision.schemas.biomass import TARGETS, long_to_wide, sample_id, to_long
+from fieldvision.schemas.biomass import TARGETS, long_to_wide, submission_for, to_long
 
 __all__ = ["EvalResult", "evaluate", "load_run", "predict", "predict_targets"]
 
@@ -118,16 +118,7 @@ def predict(
     cfg = apply_runtime_overrides(cfg, overrides or [])
     test = load_test_data(data_dir, cfg)
     preds = predict_targets(run, cfg, test, tta)
-    by_image = {
-        sample_id(i, t): float(preds[r, j])
-        for r, i in enumerate(test.images["image_id"])
-        for j, t in enumerate(TARGETS)
-    }
-    values = [
-        by_image[sample_id(i, t)]
-        for i, t in zip(test.table["image_id"], test.table["target_name"], strict=True)
-    ]
-    submission = pd.DataFrame({"sample_id": test.table["sample_id"].to_numpy(), "target": values})
+    submission = submission_for(test.table, test.images["image_id"], preds)
     write_csv(out_csv, submission)
     return submission
 

@@ -140,6 +140,7 @@ def embed(
             "tta": use_tta,
             "backbone": cfg.model.backbone,
             "image_size": list(cfg.data.image_size),
+            "runtime": "torch",
         },
     )
     save_embeddings(out, result)
