@@ -70,16 +70,28 @@ def export(
         help="Labelled folder or CSV for the INT8 task metric "
         "(default: the calibration images when they carry labels).",
     ),
+    parity_data: Path | None = typer.Option(
+        None,
+        "--parity-data",
+        help="Folder or CSV of real images to check FP32 parity on too "
+        "(with --int8: the calibration images).",
+    ),
 ) -> None:
     """Export every model of a run to ONNX (dynamic batch axes) and check parity with torch."""
     if int8 and calibration is None:
         raise DataError("--int8 needs --calibration DIR_OR_CSV (images to calibrate on)")
     if not int8 and (calibration is not None or validation is not None):
         raise DataError("--calibration and --validation are options of --int8")
+    if int8 and parity_data is not None:
+        raise DataError("with --int8, parity is checked on the --calibration images")
     if int8:
         from fieldvision.export.quantize import export_run_int8
 
         manifest = export_run_int8(run, out, calibration, n=n, validation=validation, opset=opset)
+    elif parity_data is not None:
+        from fieldvision.export.parity import export_run_with_parity
+
+        manifest = export_run_with_parity(run, out, parity_data, n=min(n, 16), opset=opset)
     else:
         from fieldvision.export import export_run
 
@@ -95,7 +107,8 @@ def export(
             inputs,
             ", ".join(entry["outputs"]),
             f"{entry['bytes'] / 1e6:.2f}",
-            f"{entry['parity']['max_abs']:.2e}",
+            f"{entry['parity']['max_abs']:.2e}"
+            + (f" (real {entry['parity_real']['max_abs']:.2e})" if "parity_real" in entry else ""),
         ]
         if int8:
             row += [f"{entry['int8']['bytes'] / 1e6:.2f}", entry["int8"]["method"]]

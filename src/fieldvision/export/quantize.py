@@ -73,6 +73,7 @@ from fieldvision.export.calibration import (
     load_image_set,
     model_feeds,
 )
+from fieldvision.export.parity import check_real_parity
 from fieldvision.io import atomic_path
 
 __all__ = ["agreement", "evaluate_int8", "export_run_int8", "quantize_model"]
@@ -343,7 +344,7 @@ def export_run_int8(
                 f"{evaluation.source}: label(s) {', '.join(unknown)} are not "
                 f"classes of the run ({', '.join(classes)})"
             )
-    hook = functools.partial(
+    quantize_hook = functools.partial(
         _quantize_all,
         run_dir=run_dir,
         cfg=cfg,
@@ -353,4 +354,10 @@ def export_run_int8(
         classes=classes,
         method=method,
     )
+
+    def hook(staging: Path, manifest: dict[str, Any]) -> None:
+        # FP32 parity on the calibration images first: INT8 is judged against FP32.
+        check_real_parity(staging, manifest, run_dir=run_dir, cfg=cfg, images=calib)
+        quantize_hook(staging, manifest)
+
     return export_run(run, out, opset, extend=hook)
