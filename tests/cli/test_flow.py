@@ -197,3 +197,10 @@ def test_parse_time_forms():
     assert parse_time("1970-01-01T01:00:00+01:00", "--from") == 0.0
     with pytest.raises(ConfigError):
         parse_time("soon", "--to")
+
+
+def test_serve_refuses_a_public_interface_without_a_token(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FIELDVISION_TOKEN", raising=False)
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    assert main(["flow", "serve", "--store", db, "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "token" in capsys.readouterr().err
