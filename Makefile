@@ -50,6 +50,8 @@ bench: install
 	$(PY) benchmarks/reid_throughput.py --quick
 	$(PY) benchmarks/tta_loop.py
 	$(PY) benchmarks/export_speed.py --quick
+	$(PY) benchmarks/flow_tracking.py
+	$(PY) benchmarks/flow_store.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
