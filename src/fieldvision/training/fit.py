@@ -54,11 +54,23 @@ from torch.utils.data import DataLoader
 
 from fieldvision.config import StrictModel, runtime_field
 from fieldvision.console import console
-from fieldvision.errors import DataError, RunError
+from fieldvision.errors import DataError
 from fieldvision.io import write_json
 from fieldvision.models.registry import load_model, load_state, save_model
 from fieldvision.runtime import resolve_device
 from fieldvision.seeding import seed_everything
+from fieldvision.training.selection import (
+    EpochRecorder,
+    PreciseBN,
+    average_states,
+    best_epoch,
+    best_record,
+    epoch_files,
+    epoch_path,
+    read_epochs,
+    recompute_bn,
+    select_epochs,
+)
 from fieldvision.training.system import TaskSystem
 from fieldvision.training.trainer import (
     BEST_NAME,
@@ -87,7 +99,6 @@ __all__ = [
 
 MODEL_FILE = "model.safetensors"
 FOLD_BEST_FILE = "fold_best.safetensors"
-EPOCHS_FILE = "epochs.json"
 SELECTION_FILE = "selection.json"
 SELECTION_MODES = ("best", "fixed_epochs", "last_k_average")
 _SELECTION_PATTERN = "^(" + "|".join(SELECTION_MODES) + ")$"
@@ -198,123 +209,6 @@ class FittedSplit:
             self.fold_best = self.model
 
 
-class _EpochRecorder(Callback):
-    """Records the monitored score of every validated epoch (``epochs.json``) and, when
-    `save_weights`, that epoch's model weights (``epochs/epoch{e}.safetensors``; e is the
-    1-based epoch count). Weights are taken at the start of validation, after weight
-    averaging (EMA) swapped its weights in, so they are exactly what was validated.
-    Only the newest `keep` weight files are kept (None: all)."""
-
-    def __init__(
-        self, split_dir: Path, monitor: str, mode: str, save_weights: bool, keep: int | None
-    ) -> None:
-        self.split_dir, self.monitor, self.mode = split_dir, monitor, mode
-        self.save_weights, self.keep = save_weights, keep
-        self.record = _read_epochs(split_dir) or {"monitor": monitor, "mode": mode, "scores": {}}
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not self.save_weights:
-            return
-        folder = self.split_dir / "epochs"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_model(pl_module.model, folder / f"epoch{trainer.current_epoch + 1}.safetensors")
-        if self.keep is not None:
-            for old in _epoch_files(self.split_dir)[: -self.keep]:
-                old.unlink(missing_ok=True)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            return
-        self.record["scores"][str(trainer.current_epoch + 1)] = float(value)
-        write_json(self.split_dir / EPOCHS_FILE, self.record)
-
-
-class _PreciseBN(Callback):
-    """Recomputes batch-norm running statistics before each validation: a forward pass
-    (no gradients, dropout off) over up to `batches` training batches with cumulative
-    averaging, so the statistics validation and checkpoints use belong to the current
-    (or EMA-averaged) weights instead of an exponential average over past steps."""
-
-    def __init__(self, batches: int) -> None:
-        self.batches = batches
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        recompute_bn(pl_module, trainer.train_dataloader, self.batches)
-
-
-def recompute_bn(system: TaskSystem, loader, batches: int) -> int:
-    """Reset and recompute the BN statistics of ``system.model`` over `loader`.
-
-    Returns:
-        The number of batches used (0 when the model has no batch norm).
-    """
-    bns = [m for m in system.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or loader is None:
-        return 0
-    was_training = system.training
-    momenta = [m.momentum for m in bns]
-    system.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the recompute batches
-        m.train()
-    used = 0
-    with torch.no_grad():
-        for batch in loader:
-            if used >= batches:
-                break
-            batch = system.transfer_batch_to_device(batch, system.device, 0)
-            system._shared_step(batch, "bn")
-            used += 1
-    for m, momentum in zip(bns, momenta, strict=True):
-        m.momentum = momentum
-    system.train(was_training)
-    return used
-
-
-def _read_epochs(split_dir: Path) -> dict | None:
-    path = split_dir / EPOCHS_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _epoch_files(split_dir: Path) -> list[Path]:
-    """Saved per-epoch weight files, oldest first."""
-    files = (split_dir / "epochs").glob("epoch*.safetensors")
-    return sorted(files, key=lambda p: int(p.stem.removeprefix("epoch")))
-
-
-def best_epoch(record: dict | None) -> int | None:
-    """1-based epoch count of the best monitored score in an ``epochs.json`` record."""
-    if not record or not record.get("scores"):
-        return None
-    scores = {int(e): v for e, v in record["scores"].items() if np.isfinite(v)}
-    if not scores:
-        return None
-    pick = max if record.get("mode", "max") == "max" else min
-    return pick(scores, key=lambda e: (scores[e], -e))
-
-
-def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of state dicts (floating tensors; others are taken from the last)."""
-    if not states:
-        raise RunError("no epoch weights to average")
-    out: dict[str, torch.Tensor] = {}
-    for key, last in states[-1].items():
-        if last.is_floating_point():
-            stacked = torch.stack([s[key].to(torch.float64) for s in states])
-            out[key] = stacked.mean(dim=0).to(last.dtype)
-        else:
-            out[key] = last.clone()
-    return out
-
-
 def _load_best(model: nn.Module, split_dir: Path, result: FitResult) -> None:
     """Copy the best (else the last) checkpoint's model weights into `model`.
 
@@ -387,11 +281,11 @@ def fit_splits(
         if trainer_cfg.ema_decay is not None:
             callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(trainer_cfg.ema_decay)))
         if schedule.precise_bn_batches is not None:  # after EMA: on the averaged weights
-            callbacks.append(_PreciseBN(schedule.precise_bn_batches))
+            callbacks.append(PreciseBN(schedule.precise_bn_batches))
         # After the EMA callback, so the recorded weights are the validated (averaged) ones.
         keep = schedule.selection_k if schedule.selection == "last_k_average" else None
         callbacks.append(
-            _EpochRecorder(split_dir, task.system.monitor, task.system.mode, schedule.honest, keep)
+            EpochRecorder(split_dir, task.system.monitor, task.system.mode, schedule.honest, keep)
         )
         n_batches = len(task.train_loader) if hasattr(task.train_loader, "__len__") else 10
         trainer = build_trainer(
@@ -415,9 +309,9 @@ def fit_splits(
         _load_best(model, split_dir, result)
         if not schedule.honest:
             save_model(model, weights)
-            write_json(split_dir / SELECTION_FILE, _best_record(split_dir))
+            write_json(split_dir / SELECTION_FILE, best_record(split_dir))
             fitted.append(
-                FittedSplit(split, model.eval(), result, selection=_best_record(split_dir))
+                FittedSplit(split, model.eval(), result, selection=best_record(split_dir))
             )
             continue
         save_model(model, split_dir / FOLD_BEST_FILE)
@@ -426,17 +320,13 @@ def fit_splits(
     for k, fold_best, result in pending:
         split = splits[k]
         split_dir = out_dir / split.name
-        others = [
-            best_epoch(_read_epochs(out_dir / s.name)) for j, s in enumerate(splits) if j != k
-        ]
-        record = _select(split_dir, schedule, [e for e in others if e is not None])
+        others = [best_epoch(read_epochs(out_dir / s.name)) for j, s in enumerate(splits) if j != k]
+        record = select_epochs(split_dir, schedule, [e for e in others if e is not None])
         model = load_model(split_dir / FOLD_BEST_FILE)
         if record["mode"] == "last_k_average":
-            state = average_states(
-                [load_state(_epoch_path(split_dir, e)) for e in record["epochs"]]
-            )
+            state = average_states([load_state(epoch_path(split_dir, e)) for e in record["epochs"]])
         else:
-            state = load_state(_epoch_path(split_dir, record["epochs"][0]))
+            state = load_state(epoch_path(split_dir, record["epochs"][0]))
         model.load_state_dict(state, strict=True)
         if record["mode"] == "last_k_average" and schedule.precise_bn_batches is not None:
             # Averaged weights need their own BN statistics (the SWA recipe): recompute
@@ -452,7 +342,7 @@ def fit_splits(
         save_model(model, split_dir / MODEL_FILE)
         write_json(split_dir / SELECTION_FILE, record)
         if record["mode"] == "fixed_epochs":  # keep only the weights that were used
-            for path in _epoch_files(split_dir):
+            for path in epoch_files(split_dir):
                 if int(path.stem.removeprefix("epoch")) not in record["epochs"]:
                     path.unlink(missing_ok=True)
         fitted[k] = FittedSplit(split, model.eval(), result, fold_best.eval(), record)
@@ -468,43 +358,6 @@ def _trained_awaiting_selection(split_dir: Path, epochs: int) -> bool:
     except (OSError, ValueError):
         return False
     return bool(record.get("stopped_early")) or int(record.get("max_epochs", -1)) >= epochs
-
-
-def _epoch_path(split_dir: Path, epoch: int) -> Path:
-    return split_dir / "epochs" / f"epoch{epoch}.safetensors"
-
-
-def _best_record(split_dir: Path) -> dict:
-    best = best_epoch(_read_epochs(split_dir))
-    return {"mode": "best", "epochs": [best] if best else [], "fold_best_epoch": best}
-
-
-def _select(split_dir: Path, schedule: ScheduleConfig, other_best: list[int]) -> dict:
-    """The honest selection record of one split (which saved epochs its model uses)."""
-    saved = [int(p.stem.removeprefix("epoch")) for p in _epoch_files(split_dir)]
-    if not saved:
-        raise RunError(
-            f"{split_dir}: no per-epoch weights to select from",
-            hint=f"delete {split_dir} to retrain this split",
-        )
-    record: dict = {
-        "mode": schedule.selection,
-        "fold_best_epoch": best_epoch(_read_epochs(split_dir)),
-    }
-    if schedule.selection == "last_k_average":
-        record["epochs"] = saved[-schedule.selection_k :]
-        return record
-    if schedule.selection_epochs is not None:
-        target = schedule.selection_epochs
-    elif other_best:
-        target = int(np.floor(np.median(other_best) + 0.5))
-    else:
-        target = saved[-1]  # a single split: nothing else to choose by
-    record["other_best_epochs"] = other_best
-    record["target_epochs"] = target
-    # The nearest saved epoch (validation may not run every epoch), the earlier on ties.
-    record["epochs"] = [min(saved, key=lambda e: (abs(e - target), e))]
-    return record
 
 
 def _load_finished(split: Split, split_dir: Path) -> FittedSplit:
