@@ -43,7 +43,7 @@ from fieldvision.data.mil.samples import MILSamples
 from fieldvision.deploy.images import resize, to_chw
 from fieldvision.deploy.session import Deployment, open_deployment
 from fieldvision.errors import ConfigError, DataError, RunError
-from fieldvision.io import write_csv
+from fieldvision.schemas.mil import prediction_tables, write_predictions
 
 __all__ = ["binary_entropy", "cut_tiles", "pool", "predict", "select_tiles", "tile_boxes"]
 
@@ -395,27 +395,9 @@ def predict(
     )
     reader = _Images(samples, dep)
     results = _run(reader, experts, scouters, negative, mode, s("glance"), progress)
-    rows, tile_rows = [], []
     cols_n = reader.grid[1]
-    for i, r in enumerate(results):
-        name = samples.names[i]
-        row: dict[str, Any] = {"image": name, "label": classes[int(np.argmax(r.prob))]}
-        row.update({f"prob_{c}": float(p) for c, p in zip(classes, r.prob, strict=True)})
-        row.update(tiles=int(r.selected.sum()), ms=round(r.ms, 3))
-        rows.append(row)
-        tile_prob = _softmax(r.tile_logits).mean(0)  # (T, C)
-        for t, (x1, y1, x2, y2) in enumerate(r.boxes):
-            scout = None if np.isnan(r.scouter[t]) else float(r.scouter[t])
-            tr: dict[str, Any] = {"image": name, "row": t // cols_n, "col": t % cols_n,
-                                  "x1": int(x1), "y1": int(y1), "x2": int(x2), "y2": int(y2),
-                                  "scouter": scout, "selected": bool(r.selected[t])}  # fmt: skip
-            for c, cls in enumerate(classes):
-                tr[f"expert_{cls}"] = float(tile_prob[t, c]) if r.selected[t] else None
-            tile_rows.append(tr)
-    out = Path(out)
-    table = pd.DataFrame(rows)
-    write_csv(out.with_name("tiles.csv"), pd.DataFrame(tile_rows))
-    write_csv(out, table)
+    rows, tile_rows = prediction_tables(samples.names, results, classes, cols_n)
+    table = write_predictions(out, rows, tile_rows)
     if heatmaps is not None:
         from fieldvision.report.mil import HeatmapExample, write_heatmap_png
 

@@ -15,12 +15,12 @@ import pandas as pd
 from fieldvision.config import apply_runtime_overrides
 from fieldvision.data.mil import BagStore
 from fieldvision.errors import DataError, RunError
-from fieldvision.io import write_csv
 from fieldvision.pipelines.mil.config import MILConfig
 from fieldvision.pipelines.mil.engine import Predictor
 from fieldvision.pipelines.mil.fit import RUN_KIND
 from fieldvision.pipelines.mil.inputs import bag_spec, read_samples
 from fieldvision.runs import RunDir
+from fieldvision.schemas.mil import prediction_tables, write_predictions
 
 __all__ = ["MILRun", "evaluate", "load_run", "predict"]
 
@@ -98,7 +98,6 @@ def predict(
     Raises:
         DataError / RunError: Bad images or run; nothing is written then.
     """
-    import torch
 
     from fieldvision.report.mil import HeatmapExample, write_heatmap_png
 
@@ -109,27 +108,9 @@ def predict(
     predictor = Predictor(loaded.experts, loaded.scouters, loaded.negative,
                           loaded.cfg.train.device, loaded.students)  # fmt: skip
     results = predictor.run(store, mode, g.budget, g.min_tiles, g.stop_entropy, progress)
-    rows, tile_rows = [], []
     cols_n = loaded.cfg.data.grid[1]
-    for i, r in enumerate(results):
-        name = store.samples.names[i]
-        row: dict[str, Any] = {"image": name, "label": loaded.classes[int(np.argmax(r.prob))]}
-        row.update({f"prob_{c}": float(p) for c, p in zip(loaded.classes, r.prob, strict=True)})
-        row.update(tiles=int(r.selected.sum()), ms=round(r.ms, 3))
-        rows.append(row)
-        tile_prob = torch.from_numpy(r.tile_logits).float().softmax(-1).mean(0).numpy()  # (T, C)
-        for t, (x1, y1, x2, y2) in enumerate(r.boxes):
-            scout = None if np.isnan(r.scouter[t]) else float(r.scouter[t])
-            tr: dict[str, Any] = {"image": name, "row": t // cols_n, "col": t % cols_n,
-                                  "x1": int(x1), "y1": int(y1), "x2": int(x2), "y2": int(y2),
-                                  "scouter": scout, "selected": bool(r.selected[t])}  # fmt: skip
-            for c, cls in enumerate(loaded.classes):
-                tr[f"expert_{cls}"] = float(tile_prob[t, c]) if r.selected[t] else None
-            tile_rows.append(tr)
-    out = Path(out)
-    table = pd.DataFrame(rows)
-    write_csv(out.with_name("tiles.csv"), pd.DataFrame(tile_rows))
-    write_csv(out, table)
+    rows, tile_rows = prediction_tables(store.samples.names, results, loaded.classes, cols_n)
+    table = write_predictions(out, rows, tile_rows)
     if heatmaps is not None:
         for i, r in enumerate(results):
             scores = np.nan_to_num(r.expert if mode == "full" else r.scouter, nan=0.0)
