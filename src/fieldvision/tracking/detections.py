@@ -20,7 +20,7 @@ the wider ecosystem (annotators, zones, detector adapters).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -86,8 +86,30 @@ def _check_embedding(embedding: Any, n: int) -> np.ndarray | None:
     return emb
 
 
+class _Rows:
+    """What both containers do with their columns: length, row selection, foot points."""
+
+    xyxy: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    def __getitem__(self, index: Any) -> Any:
+        """Rows selected by a boolean mask, an index array or a slice (always a container,
+        validated again: repeated indices could repeat a track in a frame)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        columns = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return type(self)(**{k: None if v is None else v[index] for k, v in columns.items()})
+
+    @property
+    def bottom_center(self) -> np.ndarray:
+        """``(N, 2)`` foot points ``((x1 + x2) / 2, y2)``: where a person stands."""
+        return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]], axis=1)
+
+
 @dataclass(frozen=True, eq=False)
-class Detections:
+class Detections(_Rows):
     """The detections of one frame.
 
     Args:
@@ -132,20 +154,6 @@ class Detections:
         )
         return obj
 
-    def __len__(self) -> int:
-        return int(self.xyxy.shape[0])
-
-    def __getitem__(self, index: Any) -> Detections:
-        """Rows selected by a boolean mask, an index array or a slice (always a container)."""
-        if isinstance(index, (int, np.integer)):
-            index = [int(index)]
-        return Detections(
-            xyxy=self.xyxy[index],
-            confidence=self.confidence[index],
-            class_id=self.class_id[index],
-            embedding=None if self.embedding is None else self.embedding[index],
-        )
-
     @classmethod
     def empty(cls, embedding_dim: int | None = None) -> Detections:
         """No boxes (with an empty ``(0, D)`` embedding when `embedding_dim` is given)."""
@@ -156,11 +164,6 @@ class Detections:
     def from_xywh(cls, xywh: np.ndarray, **columns: Any) -> Detections:
         """Build from top-left ``x, y, w, h`` boxes (the MOTChallenge convention)."""
         return cls(xyxy=xywh_to_xyxy(xywh), **columns)
-
-    @property
-    def bottom_center(self) -> np.ndarray:
-        """``(N, 2)`` foot points ``((x1 + x2) / 2, y2)``: where a person stands."""
-        return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]], axis=1)
 
     def to_supervision(self) -> Any:
         """This frame as ``supervision.Detections`` (embedding in ``data['embedding']``)."""
@@ -187,7 +190,7 @@ class Detections:
 
 
 @dataclass(frozen=True, eq=False)
-class Tracks:
+class Tracks(_Rows):
     """Tracked boxes over frames: one row per (frame, track).
 
     Args:
@@ -251,22 +254,6 @@ class Tracks:
         )
         return obj
 
-    def __len__(self) -> int:
-        return int(self.xyxy.shape[0])
-
-    def __getitem__(self, index: Any) -> Tracks:
-        """Rows selected by a boolean mask, an index array or a slice."""
-        if isinstance(index, (int, np.integer)):
-            index = [int(index)]
-        return Tracks(
-            frame=self.frame[index],
-            track_id=self.track_id[index],
-            xyxy=self.xyxy[index],
-            confidence=self.confidence[index],
-            class_id=self.class_id[index],
-            embedding=None if self.embedding is None else self.embedding[index],
-        )
-
     @classmethod
     def empty(cls, embedding_dim: int | None = None) -> Tracks:
         """No rows."""
@@ -294,11 +281,6 @@ class Tracks:
     def sorted(self) -> Tracks:
         """Rows ordered by (frame, track id)."""
         return self[np.lexsort((self.track_id, self.frame))]
-
-    @property
-    def bottom_center(self) -> np.ndarray:
-        """``(N, 2)`` foot points ``((x1 + x2) / 2, y2)``."""
-        return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]], axis=1)
 
     @property
     def ids(self) -> np.ndarray:
