@@ -13,6 +13,8 @@ import pytest
 from fieldvision.cli.__main__ import main
 from fieldvision.data.synthetic.pasture import generate_pasture_dataset
 
+from .conftest import bad_export
+
 # Tiny but complete recipe: 64x128 cleaned images, 32x32 tiles, 2 folds, 1 epoch.
 TINY = [
     "--folds", "2", "--epochs", "1",
@@ -309,22 +311,6 @@ def test_train_repeats_reports_mean_and_std(dataset, tmp_path, capsys):
 # --------------------------------------------------------------------------- --runtime onnx
 
 
-def _perturbed_copy(run: Path, dest: Path) -> Path:
-    """Another run with the same config: a copy of `run` whose Phase-2 fold-0 weights differ
-    (no export folder)."""
-    import torch
-
-    from fieldvision.models.registry import load_model, save_model
-
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("export"))
-    weights = dest / "phase2" / "fold0" / "model.safetensors"
-    model = load_model(weights)
-    with torch.no_grad():
-        next(model.parameters()).add_(0.01)
-    save_model(model, weights)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def exported(run_dir: Path, tmp_path_factory) -> Path:
     """A copy of the run with its FP32 ONNX export where --runtime onnx looks: RUN/export."""
@@ -351,21 +337,10 @@ def test_predict_runtime_onnx_writes_the_torch_submission(dataset, exported, tmp
 
 @pytest.mark.parametrize("problem", ["missing", "edited", "another_run"])
 def test_predict_runtime_onnx_refuses_a_bad_export(problem, dataset, exported, tmp_path, capsys):
-    run, onnx = exported, []
-    if problem == "missing":
-        run = tmp_path / "run"
-        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
-        fragment = f"run `fieldvision export --run {run} --out {run / 'export'}` first"
-    elif problem == "edited":
-        onnx_dir = tmp_path / "onnx"
-        shutil.copytree(exported / "export", onnx_dir)
-        graph = onnx_dir / "phase1_fold1.onnx"
-        graph.write_bytes(graph.read_bytes()[:-1] + b"\1")
-        onnx, fragment = ["--onnx", str(onnx_dir)], "phase1_fold1.onnx: checksum differs"
-    else:
-        run = _perturbed_copy(exported, tmp_path / "other")
-        onnx = ["--onnx", str(exported / "export")]
-        fragment = f"is the export of another run ({exported.resolve()})"
+    run, onnx, fragment = bad_export(
+        problem, exported, tmp_path, graph="phase1_fold1.onnx",
+        weights="phase2/fold0/model.safetensors",
+    )  # fmt: skip
     out = tmp_path / "out" / "sub.csv"
     capsys.readouterr()
     args = ["biomass", "predict", "--run", str(run), "--data", str(dataset), "--out", str(out)]

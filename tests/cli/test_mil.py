@@ -9,6 +9,8 @@ import pytest
 
 from fieldvision.cli.__main__ import main
 
+from .conftest import bad_export
+
 TINY = [
     "--set", "data.grid=[4,4]", "--set", "data.min_tile_px=8", "--set", "expert.tile_size=16",
     "--set", "expert.epochs=2", "--set", "scouter.input_size=[32,32]",
@@ -158,33 +160,10 @@ def test_predict_runtime_onnx_writes_the_torch_tables(mode, data, exported, tmp_
 
 @pytest.mark.parametrize("problem", ["missing", "edited", "another_run"])
 def test_predict_runtime_onnx_refuses_a_bad_export(problem, data, exported, tmp_path, capsys):
-    import shutil
-
-    import torch
-
-    from fieldvision.models.registry import load_model, save_model
-
-    run, onnx = exported, []
-    if problem == "missing":
-        run = tmp_path / "run"
-        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
-        fragment = f"run `fieldvision export --run {run} --out {run / 'export'}` first"
-    elif problem == "edited":
-        onnx_dir = tmp_path / "onnx"
-        shutil.copytree(exported / "export", onnx_dir)
-        graph = onnx_dir / "scouter_train.onnx"
-        graph.write_bytes(graph.read_bytes() + b"\0")
-        onnx, fragment = ["--onnx", str(onnx_dir)], "scouter_train.onnx: checksum differs"
-    else:  # another run with the same config: other weights
-        run = tmp_path / "other"
-        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
-        weights = run / "expert" / "train" / "model.safetensors"
-        model = load_model(weights)
-        with torch.no_grad():
-            next(model.parameters()).add_(0.01)
-        save_model(model, weights)
-        onnx = ["--onnx", str(exported / "export")]
-        fragment = f"is the export of another run ({exported.resolve()})"
+    run, onnx, fragment = bad_export(
+        problem, exported, tmp_path, graph="scouter_train.onnx",
+        weights="expert/train/model.safetensors",
+    )  # fmt: skip
     out = tmp_path / "out" / "preds.csv"
     capsys.readouterr()
     args = ["mil", "predict", "--run", str(run), "--images", str(data), "--out", str(out)]

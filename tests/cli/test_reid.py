@@ -11,6 +11,8 @@ import pytest
 from fieldvision.cli.__main__ import main
 from fieldvision.data.reid import EmbeddingSet, load_embeddings, save_embeddings
 
+from .conftest import bad_export
+
 TINY = [
     "--set", "data.image_size=[32,32]", "--set", "model.backbone=fv_tiny_cnn",
     "--set", "model.embedding_dim=16", "--set", "train.epochs=2", "--set", "train.p=3",
@@ -309,32 +311,9 @@ def test_embed_runtime_onnx_writes_the_torch_embeddings(data, exported, tmp_path
 
 @pytest.mark.parametrize("problem", ["missing", "edited", "another_run"])
 def test_embed_runtime_onnx_refuses_a_bad_export(problem, data, exported, tmp_path, capsys):
-    import shutil
-
-    import torch
-
-    from fieldvision.models.registry import load_model, save_model
-
-    run, onnx = exported, []
-    if problem == "missing":
-        run = tmp_path / "run"
-        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
-        fragment = f"run `fieldvision export --run {run} --out {run / 'export'}` first"
-    elif problem == "edited":
-        onnx_dir = tmp_path / "onnx"
-        shutil.copytree(exported / "export", onnx_dir)
-        graph = onnx_dir / "train.onnx"
-        graph.write_bytes(graph.read_bytes() + b"\0")
-        onnx, fragment = ["--onnx", str(onnx_dir)], "train.onnx: checksum differs"
-    else:  # another run with the same config: other weights
-        run = tmp_path / "other"
-        shutil.copytree(exported, run, ignore=shutil.ignore_patterns("export"))
-        model = load_model(run / "train" / "model.safetensors")
-        with torch.no_grad():
-            next(model.parameters()).add_(0.01)
-        save_model(model, run / "train" / "model.safetensors")
-        onnx = ["--onnx", str(exported / "export")]
-        fragment = f"is the export of another run ({exported.resolve()})"
+    run, onnx, fragment = bad_export(
+        problem, exported, tmp_path, graph="train.onnx", weights="train/model.safetensors"
+    )
     out = tmp_path / "out" / "emb.npz"
     capsys.readouterr()
     args = ["reid", "embed", "--run", str(run), "--images", str(data / "train"), "--out", str(out)]
