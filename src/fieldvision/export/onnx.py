@@ -2,12 +2,13 @@
 
 Every registered model has an export adapter (`export_spec`): its ONNX inputs and outputs,
 an example input of a given batch size, and a wrapper whose forward returns a tuple (ONNX
-graphs have positional outputs). `export_model` writes one self-contained ``.onnx`` (the
-legacy TorchScript exporter keeps weights inside the file below 2 GB; the newer
-``dynamo=True`` exporter writes external data by default, which is why it is not used),
-then runs the parity check: ONNX Runtime vs PyTorch on random inputs at two batch sizes,
-max absolute / relative difference against FP32 tolerances (rtol 1e-3, atol 1e-5); an
-export that fails parity raises and leaves no file.
+graphs have positional outputs). `export_model` writes one self-contained ``.onnx`` with
+the ``torch.export``-based exporter (``dynamo=True`` at opset 18: the legacy one cannot
+convert the antialiased resizes the models do inside; ``external_data=False`` keeps the
+weights in the file, fine below 2 GB), then runs the parity check: ONNX Runtime vs PyTorch
+on random inputs at two batch sizes, max absolute / relative difference against FP32
+tolerances (rtol 1e-3, atol 1e-5); an export that fails parity raises and leaves no file.
+`fieldvision.export.parity` checks parity again on real images when the user gives some.
 
 `export_run` exports every ``model.safetensors`` of a finished run into a folder with a
 ``manifest.json`` (models, input / output names and shapes, dynamic axes, normalisation,
