@@ -14,7 +14,8 @@ from .conftest import write_video
 
 
 def _camera(**source):
-    base = {"kind": "mot", "path": None, "embeddings": None, "detector": None, "min_score": None}
+    base = {"kind": "mot", "path": None, "embeddings": None, "detector": None, "min_score": None,
+            "reid_run": None}  # fmt: skip
     return SimpleNamespace(id="cam", fps=10.0, source=SimpleNamespace(**{**base, **source}))
 
 

@@ -94,7 +94,7 @@ def open_source(camera: Any) -> CameraSource:
     cap.release()
     detector = make_detector(str(src.detector or "hog"), min_score=src.min_score or 0.0)
     embedder = None
-    if getattr(src, "reid_run", None) is not None:
+    if src.reid_run is not None:
         from fieldvision.pipelines.flow.appearance import reid_crop_embedder
 
         embedder = reid_crop_embedder(Path(src.reid_run))  # RunError if not a finished run
