@@ -121,6 +121,48 @@ def test_inputs_are_recorded_as_json(tmp_path):
     assert again.inputs == run.inputs
 
 
+@pytest.mark.parametrize("status", ["running", "failed", "done"])
+def test_the_data_location_is_recorded_outside_the_resume_identity(tmp_path, status):
+    path, first, copy = tmp_path / "run", tmp_path / "a" / "data", tmp_path / "b" / "data"
+    first.mkdir(parents=True)
+    copy.mkdir(parents=True)
+    run = RunDir.start(path, KIND, _Cfg(), INPUTS, data=first)
+    assert _run_json(path)["data"] == {"path": str(first.resolve())}
+    assert _run_json(path)["inputs"] == INPUTS and run.data_path == first.resolve()
+    (path / "weights.bin").write_text("trained")
+    if status == "failed":
+        run.fail(ValueError("boom"))
+    elif status == "done":
+        run.done()
+    # The same data copied to another path: the run is resumed (its files kept), not refused.
+    again = RunDir.start(path, KIND, _Cfg(), INPUTS, data=copy)
+    assert (path / "weights.bin").exists() and again.data_path == copy.resolve()
+    again.done()
+    assert _run_json(path)["data"] == {"path": str(copy.resolve())}
+    assert RunDir.open(path, KIND, _Cfg)[0].data_path == copy.resolve()
+    # A resume that names no data keeps the recorded location.
+    RunDir.start(path, KIND, _Cfg(), INPUTS).done()
+    assert _run_json(path)["data"] == {"path": str(copy.resolve())}
+
+
+def test_a_relative_data_path_is_recorded_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    RunDir.start(tmp_path / "run", KIND, _Cfg(), INPUTS, data="data/train.csv")
+    assert _run_json(tmp_path / "run")["data"]["path"] == str(tmp_path.resolve() / "data/train.csv")
+
+
+@pytest.mark.parametrize("recorded", [None, "not a mapping", {"path": ""}])
+def test_a_run_json_without_a_usable_data_field_still_opens(tmp_path, recorded):
+    path = tmp_path / "run"
+    _existing(path, "done")
+    info = _run_json(path)
+    assert "data" not in info  # written without a location, as before it was recorded
+    if recorded is not None:
+        (path / RUN_FILE).write_text(json.dumps({**info, "data": recorded}))
+    run, _ = RunDir.open(path, KIND, _Cfg)
+    assert run.data_path is None and run.inputs == INPUTS
+
+
 # --------------------------------------------------------------------------- running()
 
 

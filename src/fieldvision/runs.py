@@ -2,7 +2,8 @@
 
 A run directory holds::
 
-    run.json       kind, config fingerprint, input fingerprint, status, fieldvision version
+    run.json       kind, config fingerprint, input fingerprint, status, fieldvision version,
+                   and where the training data was (``data.path``, not part of the identity)
     config.yaml    the resolved config (what the run was trained with)
     metrics.json   one section per stage ("fit", "evaluate", ...), replaced atomically
     ...            the pipeline's own files; weights via `save_model` (registry records)
@@ -22,6 +23,12 @@ files that are not a run    refuses (never deletes a user's folder)
 ==========================  ======================================================
 
 Callers validate every input *before* `start`, so a bad input leaves no directory at all.
+
+The data location (``"data": {"path": ...}``, the resolved folder or CSV the run was trained
+on) is recorded for later steps that want the run's own images (``fieldvision export``
+checks ONNX parity on them) but is deliberately not part of the resume identity: a data
+folder that was moved or copied elsewhere still resumes the run, and the location is then
+updated to where the data is now. Runs written before it was recorded have no ``data``.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class RunDir:
     kind: str
     fingerprint: str
     inputs: dict[str, Any]
+    data: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -97,6 +105,7 @@ class RunDir:
         kind: str,
         cfg: BaseModel,
         inputs: Mapping[str, Any] | None = None,
+        data: str | os.PathLike[str] | None = None,
     ) -> RunDir:
         """Create, resume or replace the run at `path` (see the module table).
 
@@ -106,6 +115,8 @@ class RunDir:
             cfg: The validated config; its fingerprint excludes runtime fields.
             inputs: JSON-able fingerprint of the inputs (e.g. a hash of the label table);
                 a run is resumed only on the same inputs.
+            data: The training data folder or CSV as given by the user; recorded resolved
+                in ``run.json`` as ``data.path``, outside the resume identity.
 
         Raises:
             RunError: `path` holds a different live run, or files that are not a run.
@@ -136,7 +147,12 @@ class RunDir:
             else:
                 raise RunError(cls._difference(path, info, kind, cfg, fingerprint, inputs))
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, kind, fingerprint, inputs)
+        # Absolute, so a later step run from another working directory still finds it; a
+        # resume that names no data keeps what the run recorded.
+        located = None if data is None else {"path": str(Path(data).resolve())}
+        if located is None and info is not None and same and isinstance(info.get("data"), dict):
+            located = info["data"]
+        run = cls(path, kind, fingerprint, inputs, located)
         write_yaml(path / CONFIG_FILE, config_to_dict(cfg))
         if info is None or info.get("status") != "done" or not same:
             run._write_status("running")
@@ -183,7 +199,9 @@ class RunDir:
         recorded = read_yaml(path / CONFIG_FILE) or {}
         if fingerprint_of(recorded, config) != info.get("fingerprint"):
             raise config_edited(path)
-        return cls(path, kind, str(info["fingerprint"]), dict(info.get("inputs", {}))), cfg
+        data = info.get("data") if isinstance(info.get("data"), dict) else None
+        run = cls(path, kind, str(info["fingerprint"]), dict(info.get("inputs", {})), data)
+        return run, cfg
 
     @staticmethod
     def finished(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
@@ -220,6 +238,12 @@ class RunDir:
         return info["kind"]
 
     @property
+    def data_path(self) -> Path | None:
+        """The training data folder or CSV recorded in ``run.json`` (None for old runs)."""
+        path = (self.data or {}).get("path")
+        return Path(path) if isinstance(path, str) and path else None
+
+    @property
     def status(self) -> str:
         """``running``, ``done`` or ``failed`` as recorded in ``run.json``."""
         info = _read_json(self.path / RUN_FILE) or {}
@@ -234,6 +258,7 @@ class RunDir:
             "inputs": self.inputs,
             "status": status,
             "fieldvision": __version__,
+            **({} if self.data is None else {"data": self.data}),
             **extra,
         }
         write_json(self.path / RUN_FILE, record)

@@ -306,6 +306,27 @@ def test_train_repeats_reports_mean_and_std(dataset, tmp_path, capsys):
     a = pd.read_csv(out / "repeat0" / "oof.csv")["target"]
     b = pd.read_csv(out / "repeat1" / "oof.csv")["target"]
     assert not np.allclose(a, b)
+    # The label-noise report across the repeats.
+    noise = pd.read_csv(out / "label_noise.csv")
+    assert len(noise) == 16 and {"score_r0", "score_r1", "flagged"} <= set(noise.columns)
+    assert "## Label noise" in (out / "repeats.md").read_text()
+
+
+def test_train_exclude_flag(dataset, tmp_path, capsys):
+    ids = pd.read_csv(dataset / "train.csv")["sample_id"].str.split("__").str[0].unique()
+    listing = tmp_path / "noisy.txt"
+    listing.write_text(f"{ids[2]}\n")
+    out = tmp_path / "run"
+    args = ["biomass", "train", "--data", str(dataset), "--out", str(out), *TINY]
+    assert main([*args, "--exclude", str(listing)]) == 0
+    assert "excluded 1 images" in capsys.readouterr().out
+    assert ids[2] not in set(pd.read_csv(out / "oof_wide.csv")["image_id"])
+    listing.write_text(f"{ids[2]}\nIDnope\n")
+    bad = tmp_path / "bad"
+    bad_args = ["biomass", "train", "--data", str(dataset), "--out", str(bad), *TINY]
+    assert main([*bad_args, "--exclude", str(listing)]) == 2
+    err = capsys.readouterr().err
+    assert str(listing) in err and "line 2: 'IDnope'" in err and not bad.exists()
 
 
 # --------------------------------------------------------------------------- --runtime onnx
@@ -348,3 +369,55 @@ def test_predict_runtime_onnx_refuses_a_bad_export(problem, dataset, exported, t
     err = capsys.readouterr().err
     assert err.startswith("error:") and fragment in err, err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- --ttt
+
+
+def test_predict_ttt_prints_its_cost(dataset, run_dir, tmp_path, capsys):
+    sub = tmp_path / "sub.csv"
+    args = ["biomass", "predict", "--run", str(run_dir), "--data", str(dataset), "--out", str(sub)]
+    capsys.readouterr()
+    assert main([*args, "--no-progress", "--ttt", "--ttt-epochs", "1", "--ttt-lr", "1e-4"]) == 0
+    out = capsys.readouterr().out
+    assert "ttt_minutes=" in out and "ttt_test_images=3" in out and "ttt_epochs=1" in out
+    assert (
+        pd.read_csv(sub)["sample_id"].tolist()
+        == pd.read_csv(dataset / "test.csv")["sample_id"].tolist()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ttt", "--runtime", "onnx"], "--ttt with --runtime onnx: "),
+        (["--ttt", "--runtime", "onnx-int8"], "--ttt with --runtime onnx-int8"),
+        (["--ttt", "--ttt-epochs", "0"], "--ttt-epochs 0: must be"),
+        (["--ttt", "--ttt-epochs", "-1"], "--ttt-epochs -1: must be"),
+        (["--ttt", "--ttt-lr", "0"], "--ttt-lr 0.0: must be"),
+        (["--ttt-epochs", "3"], "--ttt-epochs: only with --ttt"),
+        (["--ttt-lr", "1e-4", "--runtime", "onnx"], "--ttt-lr: only with --ttt"),
+    ],
+    ids=[
+        "ttt-onnx",
+        "ttt-onnx-int8",
+        "zero-epochs",
+        "negative-epochs",
+        "zero-lr",
+        "epochs-without-ttt",
+        "lr-without-ttt",
+    ],
+)
+def test_bad_ttt_options_exit_2_and_write_nothing(
+    dataset, exported, tmp_path, capsys, args, message
+):
+    # `exported` has an ONNX export, so without the check the onnx runtimes would succeed.
+    out = tmp_path / "out" / "sub.csv"
+    before = sorted(p.relative_to(exported) for p in exported.rglob("*"))
+    capsys.readouterr()
+    cmd = ["biomass", "predict", "--run", str(exported), "--data", str(dataset), "--out", str(out)]
+    assert main([*cmd, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err, err
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.relative_to(exported) for p in exported.rglob("*")) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -45,3 +46,26 @@ def test_the_exporter_uses_the_same_rule():
     from fieldvision.export import onnx
 
     assert onnx.verify_export is verify_export and onnx.MANIFEST == MANIFEST
+
+
+@pytest.mark.parametrize("inputs", ["real", "random"])
+def test_the_parity_fields_of_a_default_export_do_not_disturb_the_runtime(
+    reid_case, tmp_path, inputs
+):
+    from fieldvision.deploy.reid import embed as onnx_embed
+    from fieldvision.deploy.session import open_deployment
+    from fieldvision.export.parity import export_run_with_parity
+
+    run, data = reid_case
+    run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export"))
+    if inputs == "random":  # a run.json from before the data location was recorded
+        info = json.loads((run / "run.json").read_text())
+        del info["data"]
+        (run / "run.json").write_text(json.dumps(info))
+    export_run_with_parity(run, run / "export", n=4)
+    manifest = verify_export(run / "export")
+    assert manifest["models"]["train"]["parity_inputs"] == inputs
+    dep = open_deployment(run, "reid", "onnx")
+    assert dep.manifest["models"]["train"]["parity_inputs"] == inputs
+    got = onnx_embed(run, data / "train", tmp_path / "e.npz", progress=False)
+    assert got.embeddings.shape == (13, 8) and got.meta["runtime"] == "onnx"

@@ -95,6 +95,8 @@ def test_export_run_writes_models_and_a_verifiable_manifest(reid_run, tmp_path):
     assert entry["source"] == "train/model.safetensors"
     assert entry["inputs"] == [{"name": "image", "shape": ["batch", 3, 32, 32]}]
     assert "inside the model" in entry["normalisation"]
+    # The plain exporter checks random inputs only, and says so.
+    assert entry["parity_inputs"] == "random" and entry["parity_source"] is None
     assert manifest["run"]["kind"] == "reid"
     assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(manifest))
     verify_export(out)
@@ -123,3 +125,25 @@ def test_export_refusals_leave_nothing(reid_run, tmp_path):
         export_run(unfinished, tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_biomass_head_variants_export_with_parity(tmp_path):
+    """Projection (a constant matmul) and bin heads (softmax expectation) export; only
+    ``targets`` (the blended, balanced prediction) and ``tile_weights`` are graph outputs."""
+    cfg = {"global_size": [32, 64], "head": "projection", "bins": 3, "bin_blend": 0.4}
+    dims = {
+        "meta_dim": 4,
+        "target_scale": [2, 3, 4, 6, 9],
+        "bin_edges": [[0.0, 1.0, 2.0, 4.0]] * 3,
+        "bin_centres": [[0.5, 1.5, 3.0]] * 3,
+    }
+    torch.manual_seed(0)
+    model = create_model("biomass_phase2", cfg, **dims).eval()
+    entry = export_model(model, tmp_path / "m.onnx", image_size=(64, 128))
+    assert entry["parity"]["passed"] and entry["outputs"] == ["targets", "tile_weights"]
+    assert entry["dims"]["bin_centres"] == dims["bin_centres"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    inputs = export_spec(model, (64, 128)).example(4)
+    (targets,) = session.run(["targets"], {"image": inputs[0].numpy(), "meta": inputs[1].numpy()})
+    np.testing.assert_allclose(targets[:, 3], targets[:, 0] + targets[:, 2], rtol=1e-5)
+    np.testing.assert_allclose(targets[:, 4], targets[:, :3].sum(1), rtol=1e-5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,67 @@ def test_real_image_parity_is_recorded_at_two_batch_sizes(reid_run, tmp_path):
     real = entry["parity_real"]
     assert real["passed"] and real["batches"] == [1, 5] and real["max_abs"] < 1e-4
     assert real["images"]["used"] == 5
+    # --parity-data wins over the run's own data.
+    assert entry["parity_inputs"] == "real" and entry["parity_source"] == str(data / "train")
     on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert on_disk["models"]["train"]["parity_real"]["batches"] == [1, 5]
+
+
+def test_by_default_parity_is_checked_on_the_runs_training_data(reid_run, tmp_path):
+    run, data = reid_run
+    recorded = json.loads((run / "run.json").read_text())["data"]["path"]
+    assert recorded == str(data.resolve())
+    manifest = export_run_with_parity(run, tmp_path / "out", n=4)
+    entry = manifest["models"]["train"]
+    assert entry["parity_inputs"] == "real" and "parity_note" not in entry
+    assert entry["parity_source"] == str(data.resolve() / "train.csv")  # the Kaggle train side
+    assert entry["parity_real"]["batches"] == [1, 4] and entry["parity_real"]["passed"]
+    assert entry["parity_real"]["images"]["used"] == 4
+
+
+def _gone(run: Path, tmp: Path) -> None:
+    _set_data(run, {"path": str(tmp / "moved_away")})
+
+
+def _emptied(run: Path, tmp: Path) -> None:
+    (tmp / "emptied").mkdir()
+    (tmp / "emptied" / "notes.txt").write_text("no images here")
+    _set_data(run, {"path": str(tmp / "emptied")})
+
+
+def _old_format(run: Path, tmp: Path) -> None:
+    _set_data(run, None)
+
+
+def _set_data(run: Path, data: dict | None) -> None:
+    info = json.loads((run / "run.json").read_text())
+    info.pop("data")
+    if data is not None:
+        info["data"] = data
+    (run / "run.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_gone, r"the run's training data .*moved_away no longer exists"),
+        (_emptied, r"no images could be read from the run's training data .*emptied \(.*"
+                   r"no usable images"),
+        (_old_format, r"does not record its training data"),
+    ],
+)  # fmt: skip
+def test_without_usable_run_data_parity_falls_back_to_random_inputs(
+    reid_run, tmp_path, damage, reason
+):
+    run = shutil.copytree(reid_run[0], tmp_path / "run")
+    damage(run, tmp_path)
+    manifest = export_run_with_parity(run, tmp_path / "out")
+    entry = manifest["models"]["train"]
+    assert entry["parity_inputs"] == "random" and entry["parity_source"] is None
+    assert "parity_real" not in entry and entry["parity"]["passed"]
+    assert re.search(reason, entry["parity_note"]), entry["parity_note"]
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert on_disk["models"]["train"]["parity_note"] == entry["parity_note"]
 
 
 def test_a_graph_that_drifts_on_real_inputs_fails_loudly(tmp_path):
@@ -84,4 +145,5 @@ def test_int8_export_checks_fp32_parity_on_the_calibration_images(reid_run, tmp_
     manifest = export_run_int8(run, tmp_path / "out", data / "train", n=4)
     entry = manifest["models"]["train"]
     assert entry["parity_real"]["batches"] == [1, 4] and entry["parity_real"]["passed"]
+    assert entry["parity_inputs"] == "real" and entry["parity_source"] == str(data / "train")
     assert entry["int8"]["sha256"]

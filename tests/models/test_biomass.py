@@ -310,3 +310,108 @@ def test_weighted_loss_huber_is_linear_for_large_errors():
 def test_weighted_loss_bad_input(pred_shape, kw, match):
     with pytest.raises(ValueError, match=match):
         weighted_biomass_loss(torch.zeros(pred_shape), torch.zeros(2, 5), **kw)
+
+
+# --------------------------------------------------------------------------- head variants
+
+EDGES = [[0.0, 5.0, 10.0, 20.0, 40.0], [0.0, 2.0, 4.0, 8.0, 16.0], [0.0, 0.0, 1.0, 2.0, 6.0]]
+CENTRES = [[2.0, 7.0, 14.0, 30.0], [1.0, 3.0, 6.0, 12.0], [0.0, 0.4, 1.5, 4.0]]
+SCALE5 = (10.0, 5.0, 2.0, 12.0, 17.0)
+
+
+def _variant(head="components", bins=4, blend=0.5, **kw) -> Phase2Model:
+    torch.manual_seed(0)
+    cfg = Phase2Config(
+        global_size=(32, 64), fusion_dim=32, hidden=16, head=head, bins=bins, bin_blend=blend
+    )
+    dims = {"bin_edges": EDGES, "bin_centres": CENTRES} if bins else {}
+    return Phase2Model(cfg, meta_dim=4, target_scale=SCALE5, **{**dims, **kw})
+
+
+@pytest.mark.parametrize(
+    ("head", "bins"), [("components", 4), ("projection", 0), ("projection", 4)]
+)
+def test_phase2_variants_shapes_and_exact_mass_balance(head, bins):
+    model = _variant(head, bins)
+    with torch.no_grad():
+        model.head.mlp.last.weight.mul_(20)  # spread predictions: projection clamps act
+    x, meta = torch.rand(3, 3, H, W), torch.randn(3, 4)
+    out = model.eval()(x, meta)
+    keys = {"targets", "components", "tile_weights"} | ({"bin_logits"} if bins else set())
+    assert set(out) == keys
+    targets = out["targets"]
+    assert targets.shape == (3, 5) and (targets >= 0).all()
+    assert torch.equal(targets[:, :3], out["components"])
+    assert torch.equal(targets[:, 3], targets[:, 0] + targets[:, 2])
+    assert torch.equal(targets[:, 4], targets[:, 0] + targets[:, 2] + targets[:, 1])
+    if bins:
+        assert out["bin_logits"].shape == (3, 3, 4)
+
+
+def test_phase2_bin_blend_mixes_regression_and_expectation():
+    x, meta = torch.rand(2, 3, H, W), torch.randn(2, 4)
+    with torch.no_grad():
+        outs = {a: _variant(blend=a).eval()(x, meta) for a in (0.0, 0.5, 1.0)}
+        plain = _p2(target_scale=SCALE5).eval()(x, meta)["components"]
+    # Same seed, same parameters before the bin head: blend 0 is today's regression head.
+    torch.testing.assert_close(outs[0.0]["components"], plain)
+    expectation = (outs[1.0]["bin_logits"].softmax(-1) * torch.tensor(CENTRES)).sum(-1)
+    torch.testing.assert_close(outs[1.0]["components"], expectation)
+    torch.testing.assert_close(outs[0.5]["components"], 0.5 * (plain + expectation))
+
+
+def test_phase2_bins_and_projection_survive_a_save_and_reload(tmp_path):
+    from fieldvision.models.registry import load_model, save_model
+
+    model = _variant("projection", 4).eval()
+    state = model.state_dict()
+    assert {"bin_edges", "bin_centres", "head.projection"} <= set(state)
+    other = Phase2Model(
+        model.cfg,
+        meta_dim=4,
+        target_scale=(1.0,) * 5,
+        bin_edges=[[0.0, 1.0, 2.0, 3.0, 4.0]] * 3,
+        bin_centres=[[0.5, 1.5, 2.5, 3.5]] * 3,
+    )
+    other.load_state_dict(state)  # buffers come back from the weights
+    for key in ("bin_edges", "bin_centres", "head.projection", "target_scale"):
+        torch.testing.assert_close(other.state_dict()[key], state[key])
+    reloaded = load_model(save_model(model, tmp_path / "m.safetensors"))  # dims rebuild it
+    assert reloaded.cfg.bins == 4 and reloaded.cfg.head == "projection"
+    torch.testing.assert_close(reloaded.bin_edges, torch.tensor(EDGES))
+    x, meta = torch.rand(2, 3, H, W), torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x, meta)["targets"], model(x, meta)["targets"])
+
+
+def test_phase2_default_head_has_no_new_weights():
+    assert not {"bin_edges", "bin_centres", "head.projection"} & set(_p2().state_dict())
+    assert set(_p2().dims) == {"meta_dim", "target_scale"}
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"bins": 1}, "bins must be 0 .off. or at least 2"),
+        ({"bins": -2}, "bins"),
+        ({"bin_blend": 1.5}, "bin_blend"),
+        ({"bin_blend": -0.1}, "bin_blend"),
+        ({"head": "free"}, "head"),
+    ],
+)
+def test_phase2_variant_config_errors(kw, match):
+    with pytest.raises(ValidationError, match=match):
+        Phase2Config(**kw)
+
+
+@pytest.mark.parametrize(
+    ("bins", "dims", "match"),
+    [
+        (4, {"bin_edges": None, "bin_centres": CENTRES}, "needs the data-derived bin_edges"),
+        (4, {"bin_centres": None}, "needs the data-derived bin_edges"),
+        (3, {}, r"bin_edges \[3, 4\] and bin_centres \[3, 3\]"),  # edges of 4 bins given
+    ],
+)
+def test_phase2_bins_need_fitting_data_derived_edges(bins, dims, match):
+    with pytest.raises(ConfigError, match=match):
+        _variant(bins=bins, **{"bin_edges": EDGES, "bin_centres": CENTRES, **dims})

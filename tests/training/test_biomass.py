@@ -215,3 +215,61 @@ def test_phase1_metrics_hand_values():
     assert m["height_rmse"] == pytest.approx(math.sqrt(12.5))
     assert m["species_acc"] == pytest.approx(0.5)
     assert "state_acc" not in m
+
+
+def _binned(**kw) -> Phase2Model:
+    torch.manual_seed(0)
+    cfg = {"global_size": (32, 64), "fusion_dim": 32, "hidden": 32, "dropout": 0.0, "bins": 3}
+    cfg.update(kw)
+    edges = [[0.0, 8.0, 12.0, 20.0], [0.0, 4.0, 6.0, 10.0], [0.0, 2.0, 3.0, 5.0]]
+    centres = [[4.0, 10.0, 16.0], [2.0, 5.0, 8.0], [1.0, 2.5, 4.0]]
+    return Phase2Model(
+        Phase2Config(**cfg), meta_dim=4, target_scale=SCALE, bin_edges=edges, bin_centres=centres
+    )
+
+
+def test_bin_cross_entropy_enters_the_loss_only_with_a_positive_weight():
+    from fieldvision.models.biomass import weighted_biomass_loss
+    from fieldvision.models.biomass_heads import bin_cross_entropy
+    from fieldvision.schemas.biomass import WEIGHTS
+
+    batch = {k: v[:4] for k, v in _biomass_data(4).items()}
+    model = _binned().eval()
+    with torch.no_grad():
+        out = model(batch["image"], batch["meta"])
+        regression = weighted_biomass_loss(
+            out["targets"], batch["targets"], WEIGHTS, scale=model.target_scale
+        )
+        ce = bin_cross_entropy(out["bin_logits"], batch["targets"][:, :3], model.bin_edges)
+        losses = {
+            w: Phase2System(model, bin_loss_weight=w)._shared_step(batch, "train")
+            for w in (0.0, 0.5)
+        }
+    assert ce > 0
+    assert torch.equal(losses[0.0].loss, regression)  # weight 0: today's loss, bit for bit
+    torch.testing.assert_close(losses[0.5].loss, regression + 0.5 * ce)
+    torch.testing.assert_close(losses[0.5].logs["bin_ce"], ce)
+    # A model without bins has no CE term whatever the weight.
+    plain = Phase2System(_phase2().eval(), bin_loss_weight=0.5)._shared_step(batch, "train")
+    assert "bin_ce" not in plain.logs
+
+
+def test_binned_projection_model_trains_and_checkpoints_its_bins(tmp_path):
+    data = _biomass_data(8)
+    loader = DataLoader(_DictDataset(data), batch_size=4)
+    system = Phase2System(
+        _binned(head="projection"), OptimConfig(lr=1e-2, warmup_epochs=0), bin_loss_weight=0.3
+    )
+    trainer = _trainer(tmp_path, 1)
+    trainer.fit(system, loader, loader)
+    assert math.isfinite(float(trainer.callback_metrics["val_r2"]))
+    assert math.isfinite(float(trainer.callback_metrics["train_bin_ce"]))
+    ckpt = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["bin_loss_weight"] == 0.3
+    record = hp["model_record"]
+    model = create_model(record["name"], record["config"], **record["dims"])
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    model.load_state_dict(state, strict=True)
+    torch.testing.assert_close(model.bin_centres, system.model.bin_centres)
+    assert model.cfg.head == "projection" and model.cfg.bins == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -19,6 +20,9 @@ from fieldvision.cli.options import (
 )
 from fieldvision.console import console
 from fieldvision.errors import ConfigError
+
+if TYPE_CHECKING:  # torch-free at import time: --runtime onnx never loads torch
+    from fieldvision.pipelines.biomass.ttt import TTTSettings
 
 app = typer.Typer(help="Pasture biomass regression (CSIRO Image2Biomass).", no_args_is_help=True)
 
@@ -86,6 +90,19 @@ def synth(
 
 
 _REPEATS_HELP = "Repeated CV: R runs with train.seed = seed + r (folds and model seeds)."
+_EXCLUDE_HELP = (
+    "Leave these images out of training and the OOF score (not of test prediction): image ids "
+    "or paths, one per line, or a label_noise.csv (its flagged rows). Sets data.exclude."
+)
+
+
+def _with_exclude(overrides: list[str] | None, exclude: Path | None) -> list[str]:
+    """``--exclude FILE`` as the ``data.exclude`` override (an explicit ``--set`` wins)."""
+    if exclude is None:
+        return list(overrides or [])
+    from fieldvision.config import resolve_path
+
+    return [f"data.exclude={resolve_path(exclude)}", *(overrides or [])]
 
 
 def _pm(mean_std: tuple[float, float]) -> str:
@@ -102,14 +119,19 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs for both phases."),
     backbone: str | None = typer.Option(None, "--backbone", help="Backbone name (ours or timm)."),
     repeats: int = typer.Option(1, "--repeats", min=1, help=_REPEATS_HELP),
+    exclude: Path | None = typer.Option(None, "--exclude", help=_EXCLUDE_HELP),
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Cross-validated training: Phase 1 (metadata) then Phase 2 (biomass)."""
     from fieldvision.pipelines.biomass.repeats import train_repeats
 
-    cfg = load_biomass_config(config, overrides, folds, epochs, backbone, device, progress)
+    sets = _with_exclude(overrides, exclude)
+    cfg = load_biomass_config(config, sets, folds, epochs, backbone, device, progress)
     rep = train_repeats(data, out, cfg, repeats)
+    if cfg.data.exclude is not None:
+        n_excluded = rep.runs[0].extra.get("n_excluded", 0)
+        typer.echo(f"excluded {n_excluded} images ({cfg.data.exclude})")
     if repeats == 1:
         result = rep.runs[0]
         rows = [
@@ -155,11 +177,24 @@ def predict(
     progress: ProgressOpt = True,
     runtime: RuntimeOpt = "torch",
     onnx: OnnxOpt = None,
+    ttt: bool = typer.Option(
+        False, "--ttt", help="Test-time training: fine-tune fold copies on pseudo-labels first."
+    ),
+    ttt_epochs: int | None = typer.Option(None, "--ttt-epochs", help="TTT epochs (default 2)."),
+    ttt_lr: float | None = typer.Option(
+        None, "--ttt-lr", help="TTT peak learning rate (default: phase2.lr / 10)."
+    ),
+    ttt_train: Path | None = typer.Option(
+        None,
+        "--ttt-train",
+        help="The run's training data (default: where it trained, else --data).",
+    ),
 ) -> None:
     """Fold-ensemble prediction in the exact Kaggle submission format."""
     from fieldvision.deploy.session import check_runtime
 
     check_runtime(runtime, onnx)
+    ttt_settings = _ttt_settings(ttt, runtime, ttt_epochs, ttt_lr, ttt_train)
     sets = [*runtime_flags("train", device, progress), *(overrides or [])]
     if runtime != "torch":  # dispatched before any torch-importing module is loaded
         from fieldvision.deploy.biomass import predict as onnx_predict
@@ -168,10 +203,45 @@ def predict(
         where = export_folder(run, onnx)
         typer.echo(f"wrote {len(submission)} rows to {out} (runtime {runtime}, export {where})")
         return
+    if ttt_settings is not None:
+        from fieldvision.pipelines.biomass.ttt import predict_ttt
+
+        result = predict_ttt(run, data, out, ttt_settings, tta, sets, ttt_train)
+        typer.echo(f"wrote {len(result.submission)} rows to {out}")
+        typer.echo(
+            f"ttt_minutes={result.minutes:.2f} ttt_test_images={result.n_test} "
+            f"ttt_train_images={sum(result.n_train)} ttt_epochs={ttt_settings.epochs}"
+        )
+        return
     from fieldvision.pipelines.biomass import predict as run_predict
 
     submission = run_predict(run, data, out, tta=tta, overrides=sets)
     typer.echo(f"wrote {len(submission)} rows to {out}")
+
+
+def _ttt_settings(
+    ttt: bool, runtime: str, epochs: int | None, lr: float | None, train: Path | None
+) -> TTTSettings | None:
+    """The `TTTSettings` of ``predict --ttt`` (None without it), checked before any work.
+
+    Raises:
+        ConfigError: A ``--ttt-*`` option without ``--ttt``, ``--ttt`` with an ONNX runtime
+            (TTT trains the PyTorch models), or a bad epoch count / learning rate.
+    """
+    if not ttt:
+        given = [name for name, v in (("--ttt-epochs", epochs), ("--ttt-lr", lr),
+                                      ("--ttt-train", train)) if v is not None]  # fmt: skip
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --ttt")
+        return None
+    if runtime != "torch":
+        raise ConfigError(
+            f"--ttt with --runtime {runtime}: test-time training fine-tunes the PyTorch fold "
+            "models; use --runtime torch"
+        )
+    from fieldvision.pipelines.biomass.ttt import TTTSettings
+
+    return TTTSettings(lr=lr) if epochs is None else TTTSettings(epochs=epochs, lr=lr)
 
 
 @app.command()
@@ -198,6 +268,7 @@ def ablate(
     folds: int | None = typer.Option(None, "--folds", min=2),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     repeats: int = typer.Option(1, "--repeats", min=1, help=_REPEATS_HELP),
+    exclude: Path | None = typer.Option(None, "--exclude", help=_EXCLUDE_HELP),
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -205,7 +276,8 @@ def ablate(
     from fieldvision.pipelines.biomass.ablation import VARIANTS, run_ablation
 
     names = [v.strip() for v in variants.split(",")] if variants else list(VARIANTS)
-    cfg = load_biomass_config(config, overrides, folds, epochs, None, device, progress)
+    sets = _with_exclude(overrides, exclude)
+    cfg = load_biomass_config(config, sets, folds, epochs, None, device, progress)
     rows = run_ablation(data, out, cfg, names, repeats=repeats)
     table = Table(title=f"ablation ({out / 'ablation.md'}, {repeats} repeat(s))")
     for col in ("variant", "weighted R²", "std", "Δ vs baseline", "better", "fold-best", "min"):

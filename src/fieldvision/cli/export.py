@@ -1,6 +1,8 @@
 """`fieldvision export`: every model of a run to ONNX, parity-checked, with a manifest;
 with ``--int8`` also a quantized copy of each, calibrated on the given images, and its
-accuracy next to FP32."""
+accuracy next to FP32. Parity is checked on real images: ``--parity-data``, the calibration
+images, or by default the run's own training data (random inputs only, with a warning,
+when that is gone)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,22 @@ def _print_int8(manifest: dict[str, Any]) -> None:
         )
 
 
+def _print_parity_inputs(manifest: dict[str, Any], given: bool) -> None:
+    """Which images parity was checked on (stdout), or why only random inputs (stderr)."""
+    from fieldvision.export.parity import PARITY_HINT
+
+    entry = next(iter(manifest["models"].values()))
+    if entry.get("parity_inputs") == "real":
+        used = entry["parity_real"]["images"]["used"]
+        what = "" if given else " (the run's training data)"
+        typer.echo(f"parity on {used} images of {entry['parity_source']}{what}")
+    else:
+        note = entry.get("parity_note", "no real images")
+        # One line, however long the paths: no wrapping, no markup read into them.
+        console.print(f"warning: parity checked on random inputs only: {note}; {PARITY_HINT}",
+                      style="yellow", soft_wrap=True, markup=False, highlight=False)  # fmt: skip
+
+
 def export(
     run: Path = typer.Option(..., "--run", help="Finished run directory (any pipeline)."),
     out: Path = typer.Option(..., "--out", help="Folder for the .onnx files and manifest.json."),
@@ -73,8 +91,8 @@ def export(
     parity_data: Path | None = typer.Option(
         None,
         "--parity-data",
-        help="Folder or CSV of real images to check FP32 parity on too "
-        "(with --int8: the calibration images).",
+        help="Folder or CSV of real images to check FP32 parity on too (default: the "
+        "run's training data when still there; with --int8: the calibration images).",
     ),
 ) -> None:
     """Export every model of a run to ONNX (dynamic batch axes) and check parity with torch."""
@@ -88,14 +106,11 @@ def export(
         from fieldvision.export.quantize import export_run_int8
 
         manifest = export_run_int8(run, out, calibration, n=n, validation=validation, opset=opset)
-    elif parity_data is not None:
+    else:
         from fieldvision.export.parity import export_run_with_parity
 
+        # Without --parity-data: the run's own training data (random inputs if it is gone).
         manifest = export_run_with_parity(run, out, parity_data, n=min(n, 16), opset=opset)
-    else:
-        from fieldvision.export import export_run
-
-        manifest = export_run(run, out, opset=opset)
     table = Table(title=f"ONNX export ({out / 'manifest.json'})")
     columns = ["model", "inputs", "outputs", "MB", "max |onnx - torch|"]
     for col in columns + (["INT8 MB", "INT8"] if int8 else []):
@@ -114,6 +129,7 @@ def export(
             row += [f"{entry['int8']['bytes'] / 1e6:.2f}", entry["int8"]["method"]]
         table.add_row(*row)
     console.print(table)
+    _print_parity_inputs(manifest, given=int8 or parity_data is not None)
     if int8:
         _print_int8(manifest)
     typer.echo(

@@ -8,7 +8,8 @@ convert the antialiased resizes the models do inside; ``external_data=False`` ke
 weights in the file, fine below 2 GB), then runs the parity check: ONNX Runtime vs PyTorch
 on random inputs at two batch sizes, max absolute / relative difference against FP32
 tolerances (rtol 1e-3, atol 1e-5); an export that fails parity raises and leaves no file.
-`fieldvision.export.parity` checks parity again on real images when the user gives some.
+`fieldvision.export.parity` checks parity again on real images (the run's training data by
+default); each manifest entry says which (``parity_inputs``: ``random`` or ``real``).
 
 `export_run` exports every ``model.safetensors`` of a finished run into a folder with a
 ``manifest.json`` (models, input / output names and shapes, dynamic axes, normalisation,
@@ -329,6 +330,8 @@ def export_run(
             )
             entry["source"] = f"{rel}/model.safetensors"
             entry["source_sha256"] = _sha256(w)  # ties the export to these very weights
+            # What parity was checked on; `check_real_parity` turns it to "real".
+            entry["parity_inputs"], entry["parity_source"] = "random", None
             models[name] = entry
         manifest = {
             "fieldvision": __version__,

@@ -3,12 +3,19 @@
 `export_model` always checks parity on random inputs at two batch sizes (it needs no data
 and catches a broken graph). Random inputs can hide an op whose error grows only on real
 statistics (a normalisation over real colours, an attention softmax that saturates), so
-when images are given (``fieldvision export --parity-data``, or the ``--calibration``
-images) every model is also checked on them, read and preprocessed exactly as its pipeline
+every model is also checked on real images, read and preprocessed exactly as its pipeline
 reads them (`fieldvision.export.calibration`), at two batch sizes: 1 and the first full
 feed (for a MIL expert the batch axis is the tile axis: 1 tile and a whole bag). A model
 beyond the FP32 tolerance fails the export, which then leaves nothing behind. The figures
 are recorded in the model's manifest entry as ``parity_real``.
+
+Which images: ``--parity-data`` when given; with ``--int8`` the ``--calibration`` images;
+otherwise the run's own training data, found through the location ``run.json`` records
+(`RunDir.data_path`). When that location is unrecorded (an older run), gone or unreadable,
+the export falls back to random inputs and says why (`run_data_images`). Every manifest
+entry records what was checked: ``parity_inputs`` (``"real"`` or ``"random"``) and
+``parity_source`` (the folder or CSV, or None), plus ``parity_note`` with the reason for a
+fallback.
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from fieldvision.errors import RunError
+from fieldvision.errors import DataError, RunError
 from fieldvision.export.calibration import ImageSet, biomass_meta, model_feeds
 
-__all__ = ["check_real_parity", "export_run_with_parity", "feed_parity"]
+__all__ = ["check_real_parity", "export_run_with_parity", "feed_parity", "run_data_images"]
+
+#: How to give images when the run's own cannot be used (the fallback warning says it).
+PARITY_HINT = "pass --parity-data DIR_OR_CSV to check parity on real images"
 
 
 def _slice(feed: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -98,14 +108,62 @@ def check_real_parity(
                           rtol=RTOL, atol=ATOL, name=name),
             "images": images.describe(),
         }  # fmt: skip
+        entry["parity_inputs"], entry["parity_source"] = "real", images.source
+
+
+def run_data_images(run_dir: Any, kind: str, cfg: Any, n: int) -> tuple[ImageSet | None, str]:
+    """Up to `n` images of the training data a run recorded, read as its pipeline reads them.
+
+    Returns:
+        ``(images, "")``, or ``(None, reason)`` when the run records no data location (runs
+        trained before it was recorded), the location is gone, or no image could be read
+        there; the caller then checks parity on random inputs only.
+    """
+    from fieldvision.export.calibration import load_image_set
+
+    path = run_dir.data_path
+    if path is None:
+        return None, "the run does not record its training data (trained by an older version)"
+    if not path.exists():
+        return None, f"the run's training data {path} no longer exists"
+    try:
+        return load_image_set(path, kind, cfg, n), ""
+    except (DataError, OSError) as exc:  # moved, emptied or rewritten since training
+        detail = exc.message if isinstance(exc, DataError) else str(exc)
+        return None, f"no images could be read from the run's training data {path} ({detail})"
+
+
+def _mark_random(staging: Path, manifest: dict[str, Any], *, note: str) -> None:
+    """The `export_run` hook of the fallback: say in every entry why parity is random-only."""
+    for entry in manifest["models"].values():
+        entry["parity_note"] = note
 
 
 def export_run_with_parity(
-    run: str | Path, out: str | Path, parity_data: str | Path, *, n: int = 16, opset: int = 18
+    run: str | Path,
+    out: str | Path,
+    parity_data: str | Path | None = None,
+    *,
+    n: int = 16,
+    opset: int = 18,
 ) -> dict[str, Any]:
-    """`export_run` plus parity on `n` real images of `parity_data` (folder or CSV).
+    """`export_run` plus parity on `n` real images (see the module doc for which).
 
-    The images are validated before anything is exported; a failure leaves no `out`.
+    Args:
+        run: A finished run.
+        out: The export folder (see `export_run`).
+        parity_data: Folder or CSV of images; None: the run's own training data, or random
+            inputs only when that cannot be read (``parity_note`` in the manifest says why).
+        n: Images to check at most.
+        opset: ONNX opset.
+
+    Returns:
+        The manifest (also written to ``out/manifest.json``).
+
+    Raises:
+        DataError: `parity_data` given but holds no usable image (validated before anything
+            is exported; a failure leaves no `out`).
+        RunError: See `export_run`, or failed parity on the real images.
     """
     import functools
 
@@ -115,6 +173,11 @@ def export_run_with_parity(
 
     kind = RunDir.kind_of(Path(run))
     run_dir, cfg = RunDir.open(run, kind, _config_class(kind))
-    images = load_image_set(parity_data, kind, cfg, n)
+    if parity_data is not None:
+        images: ImageSet | None = load_image_set(parity_data, kind, cfg, n)
+    else:
+        images, note = run_data_images(run_dir, kind, cfg, n)
+        if images is None:
+            return export_run(run, out, opset, extend=functools.partial(_mark_random, note=note))
     hook = functools.partial(check_real_parity, run_dir=run_dir, cfg=cfg, images=images)
     return export_run(run, out, opset, extend=hook)

@@ -9,6 +9,8 @@ full-resolution image; one shared backbone encodes every view; tile tokens are p
 mean or attention with a learned query; the global feature and the tile aggregate are fused
 at feature level, modulated by FiLM on the Phase-1 metadata (identity at init), and a head
 predicts non-negative (green, dead, clover) and derives GDM and total (mass balance exact).
+Head variants (``head="projection"``, interval-classification ``bins``) live in
+`fieldvision.models.biomass_heads`.
 
 Both models take images in ``[0, 1]`` and normalise them internally (ImageNet statistics),
 so every caller (training, TTA, export) feeds the same thing.
@@ -21,11 +23,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from fieldvision.errors import ConfigError
 from fieldvision.models.backbone import BackboneChoice, backbone_for, size_pair
+from fieldvision.models.biomass_heads import BinHead, ProjectionHead, blend_bins, check_bins
 from fieldvision.models.film import FiLM
 from fieldvision.models.heads import BiomassHead, MLPHead
 from fieldvision.models.normalize import Normalize
@@ -220,6 +223,20 @@ class Phase2Config(BackboneChoice):
     hidden: int = Field(128, ge=0)  # hidden width of the biomass head
     dropout: float = Field(0.1, ge=0, lt=1)  # dropout in the head
     channels_last: bool = True  # NHWC backbone input: ~1.5x faster CPU training (oneDNN)
+    # "components": 3 non-negative components, GDM and total derived; "projection": all 5
+    # predicted, then orthogonally projected onto the mass balance (biomass_heads).
+    head: Literal["components", "projection"] = "components"
+    # Interval-classification auxiliary heads: K quantile bins per component of the
+    # training fold (0 = off); prediction = (1 - bin_blend)·regression + bin_blend·E[bin].
+    bins: int = Field(0, ge=0)
+    bin_blend: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("bins")
+    @classmethod
+    def _bins_not_one(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("bins must be 0 (off) or at least 2: one bin classifies nothing")
+        return v
 
 
 @register_model("biomass_phase2", Phase2Config)
@@ -230,13 +247,21 @@ class Phase2Model(nn.Module):
         cfg: `Phase2Config` (or a section that extends it).
         meta_dim: Width of the metadata vector FiLM is conditioned on (data-derived).
         target_scale: 5 per-target scales in grams (data-derived); None = 1.
+        bin_edges: ``[3][bins + 1]`` bin edges in grams per component (data-derived, see
+            `quantile_bins`); required when ``cfg.bins > 0``.
+        bin_centres: ``[3][bins]`` bin centres in grams, likewise.
 
     Raises:
-        ConfigError: Invalid sizes, aggregation, or target scale.
+        ConfigError: Invalid sizes, aggregation, target scale, or bins.
     """
 
     def __init__(
-        self, cfg: Phase2Config, meta_dim: int = 4, target_scale: Sequence[float] | None = None
+        self,
+        cfg: Phase2Config,
+        meta_dim: int = 4,
+        target_scale: Sequence[float] | None = None,
+        bin_edges: Sequence[Sequence[float]] | None = None,
+        bin_centres: Sequence[Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = Phase2Config.narrow(cfg)
@@ -275,7 +300,33 @@ class Phase2Model(nn.Module):
         )
         self.film = FiLM(self.meta_dim, cfg.fusion_dim) if cfg.use_film else None
         self.act = nn.GELU()
-        self.head = BiomassHead(cfg.fusion_dim, cfg.hidden, cfg.dropout)
+        self.head: BiomassHead | ProjectionHead = (
+            ProjectionHead(cfg.fusion_dim, scale, cfg.hidden, cfg.dropout)
+            if cfg.head == "projection"
+            else BiomassHead(cfg.fusion_dim, cfg.hidden, cfg.dropout)
+        )
+        self.bin_head = self._init_bins(bin_edges, bin_centres)
+
+    def _init_bins(
+        self, edges: Sequence[Sequence[float]] | None, centres: Sequence[Sequence[float]] | None
+    ) -> BinHead | None:
+        """The bin classifier and its persistent ``bin_edges`` / ``bin_centres`` buffers."""
+        k = self.cfg.bins
+        if k == 0:
+            return None
+        if edges is None or centres is None:
+            raise ConfigError(
+                f"phase2.bins={k} needs the data-derived bin_edges and bin_centres "
+                "(the training pipeline computes them from the fold with `quantile_bins`)"
+            )
+        e = torch.tensor(edges, dtype=torch.float32)
+        c = torch.tensor(centres, dtype=torch.float32)
+        check_bins(e, c, k)
+        self.dims.update({"bin_edges": e.tolist(), "bin_centres": c.tolist()})
+        # Persistent, like target_scale: a checkpoint carries the bins it was trained with.
+        self.register_buffer("bin_edges", e)
+        self.register_buffer("bin_centres", c)
+        return BinHead(self.cfg.fusion_dim, k, self.cfg.hidden, self.cfg.dropout)
 
     @property
     def num_tiles(self) -> int:
@@ -322,7 +373,9 @@ class Phase2Model(nn.Module):
         Returns:
             ``targets``: Tensor[B, 5] grams in `TARGETS` order, ≥ 0, mass balance exact;
             ``components``: Tensor[B, 3] grams (green, dead, clover);
-            ``tile_weights``: Tensor[B, T] pooling weights, or None without tiles.
+            ``tile_weights``: Tensor[B, T] pooling weights, or None without tiles;
+            ``bin_logits``: Tensor[B, 3, K] (only with ``bins > 0``; ``targets`` already
+            blends the regression with their expectation).
 
         Raises:
             ValueError: Wrong image shape, or `meta` missing / of the wrong width with FiLM on.
@@ -349,13 +402,16 @@ class Phase2Model(nn.Module):
             fused = self.fusion(g)  # (B, fusion_dim)
         if self.film is not None and meta is not None:
             fused = self.film(fused, meta.to(fused.dtype))
-        comps = self.head.components(self.act(fused))  # (B, 3) scaled units
+        h = self.act(fused)
+        comps = self.head.components(h)  # (B, 3) scaled units
         comps = comps * self.target_scale[:3].to(comps.dtype)  # grams
-        return {
-            "targets": derive_targets(comps),
-            "components": comps,
-            "tile_weights": tile_weights,
-        }
+        out: dict[str, Tensor | None] = {"tile_weights": tile_weights}
+        if self.bin_head is not None:
+            logits = self.bin_head(h)  # (B, 3, K)
+            comps = blend_bins(comps, logits, self.bin_centres, self.cfg.bin_blend)
+            out["bin_logits"] = logits
+        # GDM and total from the final components: the balance is exact after blending too.
+        return {"targets": derive_targets(comps), "components": comps, **out}
 
 
 def weighted_biomass_loss(

@@ -99,8 +99,12 @@ def write_biomass_report(
     tile_weights: np.ndarray | None,
     tile_grid: tuple[int, int],
     n_heatmaps: int = 4,
+    extra_sections: Sequence[tuple[str, str]] = (),
 ) -> Path:
-    """Write ``report.md`` and its PNGs into the run directory `out`."""
+    """Write ``report.md`` and its PNGs into the run directory `out`.
+
+    `extra_sections` (``(heading, markdown body)``) are appended after the built-in ones.
+    """
     sections = []
     overview = [
         {"metric": "OOF weighted R² (flip TTA)", "value": metrics["oof_weighted_r2"]},
@@ -117,6 +121,9 @@ def write_biomass_report(
             },
         )
     overview += [{"metric": f"R² {k}", "value": v} for k, v in metrics["per_target_r2"].items()]
+    if metrics.get("n_excluded"):
+        excluded = "images excluded (data.exclude; not trained on, not scored)"
+        overview.append({"metric": excluded, "value": int(metrics["n_excluded"])})
     fold_rows = [
         {"fold": k, "images": int((folds == k).sum()), "weighted R²": r2}
         for k, r2 in enumerate(metrics["fold_weighted_r2"])
@@ -153,4 +160,5 @@ def write_biomass_report(
                 "![tiles](tile_attention.png)",
             )
         )
+    sections.extend(extra_sections)
     return write_report(out / "report.md", "Biomass run report", sections)

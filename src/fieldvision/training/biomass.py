@@ -22,6 +22,7 @@ from fieldvision.models.biomass import (
     phase1_loss,
     weighted_biomass_loss,
 )
+from fieldvision.models.biomass_heads import bin_cross_entropy
 from fieldvision.schemas.biomass import WEIGHTS
 from fieldvision.training.optim import OptimConfig
 from fieldvision.training.system import StepOutput, TaskSystem
@@ -107,12 +108,15 @@ class Phase2System(TaskSystem):
     ignored otherwise).
 
     Logs ``train_loss``, ``val_loss`` and ``val_r2`` (competition weighted R² over the
-    whole validation epoch, in grams: the best-checkpoint and early-stopping monitor).
+    whole validation epoch, in grams: the best-checkpoint and early-stopping monitor);
+    with bin heads also ``<stage>_bin_ce``.
 
     Args:
         model: The model.
         optim: Optimiser recipe.
         loss_kind: ``"mse"`` or ``"huber"`` (on scaled targets).
+        bin_loss_weight: Weight of the bin cross-entropy added to the regression loss when
+            the model has bin heads (``phase2.bins > 0``); 0 = regression loss only.
     """
 
     monitor = "val_r2"
@@ -124,22 +128,29 @@ class Phase2System(TaskSystem):
         model: Phase2Model,
         optim: OptimConfig | BaseModel | Mapping[str, Any] | None = None,
         loss_kind: str = "mse",
+        bin_loss_weight: float = 0.0,
     ) -> None:
-        super().__init__(model, optim, loss_kind=loss_kind)
+        super().__init__(model, optim, loss_kind=loss_kind, bin_loss_weight=bin_loss_weight)
         self.loss_kind = loss_kind
+        self.bin_loss_weight = float(bin_loss_weight)
 
     def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
         meta = batch.get("meta") if self.model.cfg.use_film else None
-        pred = self.model(batch["image"], meta)["targets"].float()  # (B, 5) grams, fp32 loss
+        out = self.model(batch["image"], meta)
+        pred = out["targets"].float()  # (B, 5) grams, fp32 loss
+        true = batch["targets"].float()
         loss = weighted_biomass_loss(
-            pred,
-            batch["targets"].float(),
-            weights=WEIGHTS,
-            scale=self.model.target_scale,
-            kind=self.loss_kind,
+            pred, true, weights=WEIGHTS, scale=self.model.target_scale, kind=self.loss_kind
         )
-        collect = {"pred": pred, "true": batch["targets"].float()} if stage == "val" else {}
-        return StepOutput(loss, {}, collect)
+        logs: dict[str, Tensor] = {}
+        logits = out.get("bin_logits")
+        if logits is not None:
+            ce = bin_cross_entropy(logits, true[:, :3], self.model.bin_edges)
+            logs["bin_ce"] = ce.detach()
+            if self.bin_loss_weight > 0:  # weight 0 leaves the loss bit-identical
+                loss = loss + self.bin_loss_weight * ce
+        collect = {"pred": pred, "true": true} if stage == "val" else {}
+        return StepOutput(loss, logs, collect)
 
     def epoch_metrics(self, collected: Mapping[str, Tensor]) -> dict[str, float]:
         pred = collected["pred"].double().numpy()

@@ -110,3 +110,47 @@ def test_dataloader_batches(dataset_parts):
     assert batch["image"].shape == (2, 3, 16, 32)
     assert batch["targets"].shape == (2, 5)
     assert batch["index"].tolist() == [0, 1]
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def test_artifact_p_zero_leaves_every_item_bit_identical(dataset_parts):
+    paths, cache, _ = dataset_parts
+    plain = BiomassDataset(paths, cache, augment=True, seed=4)
+    off = BiomassDataset(paths, cache, augment=True, seed=4, artifact_p=0.0)
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        off.set_epoch(epoch)
+        assert all(torch.equal(plain[i]["image"], off[i]["image"]) for i in range(3))
+
+
+def test_artifacts_are_pasted_seeded_and_leave_flips_alone(dataset_parts):
+    paths, cache, _ = dataset_parts
+    plain = BiomassDataset(paths, cache, seed=1)
+    always = BiomassDataset(paths, cache, seed=1, artifact_p=1.0)
+    again = BiomassDataset(paths, cache, seed=1, artifact_p=1.0)
+    for i in range(3):
+        changed = (always[i]["image"] != plain[i]["image"]).any(0)  # (H, W)
+        assert changed.any() and changed.float().mean() < 0.5  # a small artifact, not a redraw
+        assert torch.equal(always[i]["image"], again[i]["image"])  # deterministic
+    always.set_epoch(1)
+    assert not torch.equal(always[0]["image"], again[0]["image"])  # a new draw per epoch
+    # The artifact stream is separate: every epoch flips exactly as without artifacts.
+    flips = BiomassDataset(paths, cache, augment=True, seed=1)
+    both = BiomassDataset(paths, cache, augment=True, seed=1, artifact_p=1.0)
+    sides = []
+    for epoch in range(8):
+        flips.set_epoch(epoch)
+        both.set_epoch(epoch)
+        for ds in (flips, both):
+            x = ds[0]["image"]  # image 0: red left half, black right half
+            sides.append(bool(x[0, :, :16].mean() > x[0, :, 16:].mean()))
+    assert sides[0::2] == sides[1::2] and len(set(sides)) == 2
+
+
+def test_artifact_p_is_validated(dataset_parts):
+    paths, cache, _ = dataset_parts
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="artifact_p"):
+            BiomassDataset(paths, cache, artifact_p=bad)

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from fieldvision.data.images import read_rgb, write_image
-from fieldvision.data.mil import BagDataset, BagSpec, BagStore, flip_bag, read_class_folders
+from fieldvision.data.mil import (
+    BagDataset,
+    BagSpec,
+    BagStore,
+    dihedral_tiles,
+    flip_bag,
+    read_class_folders,
+)
 from fieldvision.errors import DataError
 from fieldvision.ops.glance import cut_tiles, tile_boxes
 
@@ -85,3 +92,64 @@ def test_dataset_items_labels_augmentation_and_views(samples):
     assert "tiles" not in views and views["target"].shape == (2, 2) and views["label"] == -1
     with pytest.raises(ValueError, match="array 'x' has 3 rows"):
         BagDataset(store, arrays={"x": np.zeros(3)})
+
+
+def _dihedral_reference(tile: torch.Tensor, op: int) -> torch.Tensor:
+    """One tile by hand: ``op % 4`` counter-clockwise quarter turns, then mirror if op >= 4."""
+    out = tile.numpy()
+    for _ in range(op % 4):
+        out = np.rot90(out, 1, axes=(-2, -1))  # counter-clockwise, as torch.rot90
+    if op >= 4:
+        out = out[..., ::-1]
+    return torch.from_numpy(out.copy())
+
+
+def test_dihedral_tiles_turns_each_tile_by_its_own_op():
+    tiles = torch.arange(8 * 2 * 3 * 3, dtype=torch.float32).view(8, 2, 3, 3)
+    ops = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    out = dihedral_tiles(tiles, ops)
+    for t, op in enumerate(ops):
+        torch.testing.assert_close(out[t], _dihedral_reference(tiles[t], int(op)))
+    # The 8 elements are distinct (a tile with no symmetry lands 8 different ways) ...
+    assert len({tuple(out[t, 0].flatten().tolist()) for t in range(8)}) == 8
+    # ... every one keeps the tile's pixels, and the input is not modified.
+    torch.testing.assert_close(out.flatten(1).sort().values, tiles.flatten(1).sort().values)
+    torch.testing.assert_close(tiles, torch.arange(144.0).view(8, 2, 3, 3))
+
+
+@pytest.mark.parametrize(
+    ("shape", "ops", "message"),
+    [
+        ((2, 3, 4, 5), [0, 0], "Tensor\\[T, C, s, s\\]"),
+        ((2, 3, 4, 4), [0], "2 integers in \\[0, 8\\)"),
+        ((2, 3, 4, 4), [0, 8], "2 integers in \\[0, 8\\)"),
+        ((2, 3, 4, 4), [-1, 0], "2 integers in \\[0, 8\\)"),
+    ],
+)
+def test_dihedral_tiles_bad_input(shape, ops, message):
+    with pytest.raises(ValueError, match=message):
+        dihedral_tiles(torch.zeros(shape), np.array(ops))
+
+
+def test_tile_augment_turns_tiles_independently_and_reproducibly(samples):
+    store = BagStore(samples, BagSpec(grid=(2, 2), tile_size=8, scout_size=(16, 16)))
+    plain = BagDataset(store, augment=True, seed=3)
+    turned = BagDataset(store, augment=True, seed=3, tile_augment=True)
+    raw = BagDataset(store)[1]["tiles"]
+    changed = set()
+    for epoch in range(6):
+        plain.set_epoch(epoch)
+        turned.set_epoch(epoch)
+        a, b = plain[1], turned[1]
+        torch.testing.assert_close(a["image"], b["image"])  # the scouter's view: untouched
+        torch.testing.assert_close(b["tiles"], turned[1]["tiles"])  # reproducible
+        for t in range(4):
+            # Each served tile is some D4 image of the flipped bag's tile at that place.
+            images = [_dihedral_reference(a["tiles"][t], op) for op in range(8)]
+            assert any(torch.equal(b["tiles"][t], im) for im in images)
+            changed.add(not torch.equal(a["tiles"][t], b["tiles"][t]))
+        # Pixels are only moved within tiles, never between them.
+        torch.testing.assert_close(b["tiles"].sum(), raw.sum())
+    assert changed == {True, False}  # some tiles turned, some left as they were
+    off = BagDataset(store, augment=False, tile_augment=True)  # augment off: no turns
+    torch.testing.assert_close(off[1]["tiles"], raw)

@@ -31,6 +31,17 @@ def test_variants_switch_exactly_what_they_name(name, tiles, film, aggregation, 
     assert cfg.train == BiomassConfig().train
 
 
+@pytest.mark.parametrize(
+    ("name", "stamp_mask"), [("artifacts", True), ("artifacts_no_clean", False)]
+)
+def test_artifact_variants_paste_artifacts_with_and_without_cleaning(name, stamp_mask):
+    cfg = load_config(BiomassConfig, overrides=VARIANTS[name].overrides)
+    full = load_config(BiomassConfig, overrides=VARIANTS["film"].overrides)
+    assert cfg.data.artifact_augment > 0 and full.data.artifact_augment == 0
+    assert cfg.data.clean.stamp_mask is stamp_mask
+    assert cfg.phase2 == full.phase2 and cfg.train == full.train  # only data differs
+
+
 def test_run_ablation_table_reuses_runs_and_shares_phase1(tmp_path: Path, monkeypatch):
     calls = []
 
@@ -129,3 +140,15 @@ def test_swa_variant_averages_phase2_only_and_shares_phase1():
     assert swa.phase2.selection == "last_k_average" and swa.phase2.selection_k == 3
     assert film.phase2.selection == "fixed_epochs"  # the honest default
     assert swa.phase1 == film.phase1 and swa.data == film.data
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [("bins", "bins", 8), ("projection", "head", "projection")],
+)
+def test_head_variant_rows_change_only_the_phase2_head(name, field, value):
+    cfg = load_config(BiomassConfig, overrides=VARIANTS[name].overrides)
+    film = load_config(BiomassConfig, overrides=VARIANTS["film"].overrides)
+    assert getattr(cfg.phase2, field) == value
+    assert cfg.phase2.model_copy(update={field: getattr(film.phase2, field)}) == film.phase2
+    assert cfg.phase1 == film.phase1 and cfg.data == film.data and cfg.train == film.train

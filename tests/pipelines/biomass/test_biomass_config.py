@@ -68,3 +68,26 @@ def test_sections_are_the_configs_of_what_they_drive():
 def test_invalid_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field):
         load_config(BiomassConfig, overrides=[override])
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "why"),
+    [
+        ("phase2.bins=1", "phase2.bins", "0 .off. or at least 2"),
+        ("phase2.bins=-3", "phase2.bins", "greater than or equal to 0"),
+        ("phase2.bin_loss_weight=-0.5", "phase2.bin_loss_weight", "greater than or equal"),
+        ("phase2.bin_blend=1.2", "phase2.bin_blend", "less than or equal to 1"),
+        ("phase2.bin_blend=-0.1", "phase2.bin_blend", "greater than or equal to 0"),
+        ("phase2.head=free", "phase2.head", "components.*projection"),
+    ],
+)
+def test_bad_head_variant_settings_are_refused_with_the_field_and_reason(override, field, why):
+    with pytest.raises(ConfigError, match=f"(?s){field}.*{why}"):
+        load_config(BiomassConfig, overrides=[override])
+
+
+def test_head_variants_default_to_todays_head():
+    cfg = BiomassConfig().phase2
+    assert cfg.head == "components" and cfg.bins == 0
+    ok = load_config(BiomassConfig, overrides=["phase2.bins=8", "phase2.head=projection"])
+    assert ok.phase2.bins == 8 and ok.phase2.head == "projection"

@@ -97,8 +97,10 @@ def test_interrupted_run_resumes_at_pipeline_level(pasture, tmp_path, monkeypatc
     result = train(pasture, out, tiny())
     assert [c.split("/")[-2:] for c in calls] == [["phase2", "fold1"]]
     assert all((out / p).stat().st_mtime_ns == t for p, t in kept.items())
-    assert json.loads((out / "run.json").read_text())["status"] == "done"
-    assert np.isfinite(result.oof_r2)
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "done" and np.isfinite(result.oof_r2)
+    # Where the data was (for export parity), outside the resume identity `inputs`.
+    assert info["data"] == {"path": str(pasture.resolve())} and "path" not in info["inputs"]
 
 
 def test_phase2_only_run_skips_phase1(pasture, tmp_path, tiny):
@@ -106,3 +108,38 @@ def test_phase2_only_run_skips_phase1(pasture, tmp_path, tiny):
     result = train(pasture, out, tiny("phase2.use_film=false", "phase1.enabled=false"))
     assert not (out / "phase1").exists() and np.isfinite(result.oof_r2)
     assert "pred_month" not in pd.read_csv(out / "oof_wide.csv").columns
+
+
+@pytest.mark.parametrize(
+    ("variant", "bins", "head"),
+    [("phase2.bins=4", 4, "components"), ("phase2.head=projection", 0, "projection")],
+)
+def test_head_variant_runs_predict_reload_and_export(pasture, tmp_path, tiny, variant, bins, head):
+    """A bins / projection run trains, predicts, reloads its fold models (bins from the
+    fold's own training targets) and exports them with ONNX parity; the ONNX runtime's
+    submission equals the torch one."""
+    from fieldvision.deploy.biomass import predict as onnx_predict
+    from fieldvision.export import export_run
+    from fieldvision.models.biomass_heads import quantile_bins
+    from fieldvision.pipelines.biomass import predict
+
+    out = tmp_path / "run"
+    cfg = tiny("phase2.use_film=false", "phase1.enabled=false", variant)
+    result = train(pasture, out, cfg)
+    assert np.isfinite(result.oof_r2)
+    y = load_training_data(pasture, cfg).targets
+    folds = pd.read_csv(out / "folds.csv")["fold"].to_numpy()
+    for k in (0, 1):
+        model = load_model(out / "phase2" / f"fold{k}" / "model.safetensors")
+        assert model.cfg.head == head and model.cfg.bins == bins
+        if bins:
+            edges, centres = quantile_bins(y[folds != k, :3], bins)
+            np.testing.assert_allclose(model.bin_edges.numpy(), edges, rtol=1e-6)
+            np.testing.assert_allclose(model.bin_centres.numpy(), centres, rtol=1e-6)
+    submission = predict(out, pasture, tmp_path / "sub.csv")
+    assert len(submission) == 15 and (submission["target"] >= 0).all()
+    manifest = export_run(out, out / "export")
+    assert all(entry["parity"]["passed"] for entry in manifest["models"].values())
+    assert manifest["models"]["phase2_fold0"]["outputs"] == ["targets", "tile_weights"]
+    onnx = onnx_predict(out, pasture, tmp_path / "onnx.csv")
+    np.testing.assert_allclose(onnx["target"], submission["target"], rtol=1e-3, atol=1e-4)

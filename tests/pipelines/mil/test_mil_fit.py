@@ -18,9 +18,11 @@ from fieldvision.pipelines.mil.fit import expert_tile_maps
 from fieldvision.pipelines.mil.inputs import load_training_data
 
 
-def test_run_directory_and_grouped_split(mil_run):
+def test_run_directory_and_grouped_split(mil_run, spots):
     info = json.loads((mil_run / "run.json").read_text())
     assert info["kind"] == "mil" and info["status"] == "done"
+    # Where the data was (for export parity), outside the resume identity `inputs`.
+    assert info["data"] == {"path": str(spots.resolve())} and "path" not in info["inputs"]
     assert json.loads((mil_run / "classes.json").read_text()) == {
         "classes": ["healthy", "spot"], "negative": "healthy"}  # fmt: skip
     for part in ("expert", "scouter"):

@@ -12,13 +12,15 @@ from fieldvision.pipelines.reid import fit, load_run
 from fieldvision.pipelines.reid.fit import SPLIT_FILE
 
 
-def test_fit_writes_the_common_run_directory(run):
+def test_fit_writes_the_common_run_directory(run, data):
     for name in ("run.json", "config.yaml", SPLIT_FILE, "metrics.json"):
         assert (run / name).is_file(), name
     for name in ("model.safetensors", "best.ckpt", "last.ckpt", "done.json"):
         assert (run / "train" / name).is_file(), name
     info = json.loads((run / "run.json").read_text())
     assert info["kind"] == "reid" and info["status"] == "done" and info["inputs"]["images"] > 0
+    # Where the data was (for export parity), outside the resume identity `inputs`.
+    assert info["data"] == {"path": str(data.resolve())} and "path" not in info["inputs"]
     split = json.loads((run / SPLIT_FILE).read_text())
     assert split["protocol"] == "closed" and split["heldout"] and split["train_identities"]
     assert not set(split["train"]) & set(split["heldout"])

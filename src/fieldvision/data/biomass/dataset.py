@@ -11,9 +11,15 @@ import torch
 from torch.utils.data import Dataset
 
 from fieldvision.data.cache import ImageCache
+from fieldvision.ops.artifacts import paste_artifacts
 from fieldvision.seeding import numpy_rng
 
 __all__ = ["BiomassDataset"]
+
+# Stream id of the artifact draws: `numpy_rng(seed, epoch, index, _ARTIFACT_STREAM)` is
+# independent of the flip/jitter stream, so switching artifacts on or off leaves every
+# other augmentation of a given (seed, epoch, index) exactly as it was.
+_ARTIFACT_STREAM = 1
 
 
 # --------------------------------------------------------------------------- dataset
@@ -32,6 +38,13 @@ class BiomassDataset(Dataset):
             item is reproducible given the epoch. Call `set_epoch` each epoch (with
             ``persistent_workers=True`` the workers keep the epoch they were started with).
         seed: Seed of the augmentation stream.
+        artifact_p: Probability that an item gets synthetic camera artifacts (orange date
+            stamp and/or red dots, `fieldvision.ops.artifacts`) pasted on its cleaned
+            photo, before flips; 0 (the default) never draws from the artifact stream, so
+            items are bit-identical to a dataset without the option. Independent of
+            `augment`: the caller enables it for training sets only.
+        artifact_stamp: Allow pasted date stamps.
+        artifact_dots: Allow pasted red dots.
 
     Test-time flips are not the dataset's job: the inference loop applies them to whole
     batches (`fieldvision.inference`).
@@ -47,6 +60,9 @@ class BiomassDataset(Dataset):
         arrays: Mapping[str, np.ndarray] | None = None,
         augment: bool = False,
         seed: int = 0,
+        artifact_p: float = 0.0,
+        artifact_stamp: bool = True,
+        artifact_dots: bool = True,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.cache = cache
@@ -56,8 +72,12 @@ class BiomassDataset(Dataset):
                 raise ValueError(f"array name {name!r} is reserved")
             if len(arr) != len(self.paths):
                 raise ValueError(f"array {name!r} has {len(arr)} rows for {len(self.paths)} paths")
+        if not 0.0 <= artifact_p <= 1.0:
+            raise ValueError(f"artifact_p must be in [0, 1], got {artifact_p}")
         self.augment = augment
         self.seed = seed
+        self.artifact_p = float(artifact_p)
+        self.artifact_kinds = (bool(artifact_stamp), bool(artifact_dots))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,6 +92,11 @@ class BiomassDataset(Dataset):
             raise IndexError(f"index {i} out of range for {len(self)} images")
         i = int(i) % len(self)
         img = self.cache.get(self.paths[i])  # (H, W, 3) uint8, read-only
+        if self.artifact_p > 0 and any(self.artifact_kinds):
+            art = numpy_rng(self.seed, self.epoch, i, _ARTIFACT_STREAM)
+            if art.random() < self.artifact_p:
+                stamp, dots = self.artifact_kinds
+                img, _ = paste_artifacts(img, art, stamp=stamp, dots=dots)  # a new array
         h_flip, v_flip = False, False
         gain, contrast = 1.0, 1.0
         if self.augment:

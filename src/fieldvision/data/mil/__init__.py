@@ -14,7 +14,14 @@ from fieldvision.data.mil.readers import read_class_folders, read_mil_csv, read_
 from fieldvision.data.mil.samples import MILSamples
 
 if TYPE_CHECKING:
-    from fieldvision.data.mil.dataset import Bag, BagDataset, BagSpec, BagStore, flip_bag
+    from fieldvision.data.mil.dataset import (
+        Bag,
+        BagDataset,
+        BagSpec,
+        BagStore,
+        dihedral_tiles,
+        flip_bag,
+    )
 
 __all__ = [
     "Bag",
@@ -22,13 +29,14 @@ __all__ = [
     "BagSpec",
     "BagStore",
     "MILSamples",
+    "dihedral_tiles",
     "flip_bag",
     "read_class_folders",
     "read_mil_csv",
     "read_mil_data",
 ]
 
-_DATASET = frozenset({"Bag", "BagDataset", "BagSpec", "BagStore", "flip_bag"})
+_DATASET = frozenset({"Bag", "BagDataset", "BagSpec", "BagStore", "dihedral_tiles", "flip_bag"})
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,8 @@ Items are dicts: ``tiles`` Tensor[T, 3, s, s] float in [0, 1] (row-major), ``ima
 Tensor[3, h, w] float in [0, 1] (the scouter's view), ``label`` int64 (-1 when unlabelled),
 ``index`` int, plus any per-image arrays attached (e.g. the scouter's ``target``
 Tensor[R, C]). Training augmentation flips the whole bag (tiles, their order, the view and
-any target map) with randomness from ``(seed, epoch, index)``.
+any target map) with randomness from ``(seed, epoch, index)``; optionally every tile is also
+turned by its own random element of the dihedral group (`dihedral_tiles`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fieldvision.errors import DataError
 from fieldvision.ops.glance import cut_tiles, tile_boxes
 from fieldvision.seeding import numpy_rng
 
-__all__ = ["Bag", "BagDataset", "BagSpec", "BagStore", "flip_bag"]
+__all__ = ["Bag", "BagDataset", "BagSpec", "BagStore", "dihedral_tiles", "flip_bag"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,40 @@ def flip_bag(item: dict, hflip: bool, vflip: bool, grid: tuple[int, int]) -> dic
     return out
 
 
+def dihedral_tiles(tiles: torch.Tensor, ops: np.ndarray) -> torch.Tensor:
+    """Turn each tile by its own element of the dihedral group D4 (8 rotations/mirrors).
+
+    Valid as bag augmentation because the expert scores every tile on its own and MIL
+    pooling ignores where a tile sits: a bag of independently rotated tiles is another
+    view of the same evidence. It suits images without a preferred orientation (circuit
+    boards, micrographs, leaf surfaces); the scouter's whole-image view is not touched.
+
+    Args:
+        tiles: Tensor[T, C, s, s] (square tiles).
+        ops: int[T] in [0, 8): ``op % 4`` quarter turns (counter-clockwise), then a
+            left-right mirror when ``op >= 4``; 0 is the identity.
+
+    Returns:
+        Tensor[T, C, s, s], a new tensor.
+
+    Raises:
+        ValueError: Non-square tiles, or `ops` of the wrong length or range.
+    """
+    ops = np.asarray(ops, dtype=np.int64)
+    if tiles.ndim != 4 or tiles.shape[-1] != tiles.shape[-2]:
+        raise ValueError(f"tiles must be Tensor[T, C, s, s], got {tuple(tiles.shape)}")
+    if ops.shape != (tiles.shape[0],) or (ops.size and not 0 <= ops.min() <= ops.max() < 8):
+        raise ValueError(f"ops must be {tiles.shape[0]} integers in [0, 8), got {ops.tolist()}")
+    out = tiles.clone()
+    for op in np.unique(ops):  # at most 8 batched ops instead of one per tile
+        if op == 0:
+            continue
+        idx = torch.from_numpy(np.flatnonzero(ops == op))
+        turned = torch.rot90(tiles[idx], int(op) % 4, dims=(-2, -1))
+        out[idx] = turned.flip(-1) if op >= 4 else turned
+    return out
+
+
 class BagDataset(Dataset):
     """Bags as float tensors, with labels and optional per-image arrays.
 
@@ -180,6 +215,8 @@ class BagDataset(Dataset):
         augment: Random whole-bag flips (training).
         seed: Seed of the augmentation stream; call `set_epoch` each epoch.
         with_tiles: Serve ``tiles`` (False: only the whole-image view, for the scouter).
+        tile_augment: Also turn every tile by its own random dihedral element
+            (`dihedral_tiles`); needs ``augment``.
     """
 
     def __init__(
@@ -191,8 +228,10 @@ class BagDataset(Dataset):
         augment: bool = False,
         seed: int = 0,
         with_tiles: bool = True,
+        tile_augment: bool = False,
     ) -> None:
         self.store = store
+        self.tile_augment = bool(tile_augment)
         self.with_tiles = with_tiles
         self.indices = np.arange(len(store)) if indices is None else np.asarray(indices)
         self.labels = None if labels is None else np.asarray(labels, np.int64)
@@ -223,6 +262,11 @@ class BagDataset(Dataset):
         for name, arr in self.arrays.items():
             item[name] = torch.as_tensor(arr[k])
         if self.augment:
-            u = numpy_rng(self.seed, self.epoch, int(k)).random(2)
+            rng = numpy_rng(self.seed, self.epoch, int(k))
+            u = rng.random(2)
             item = flip_bag(item, bool(u[0] < 0.5), bool(u[1] < 0.5), self.store.spec.grid)
+            if self.tile_augment and "tiles" in item:
+                item["tiles"] = dihedral_tiles(
+                    item["tiles"], rng.integers(0, 8, len(item["tiles"]))
+                )
         return item

@@ -59,6 +59,22 @@ VARIANTS: dict[str, Variant] = {
         "full pipeline, Phase 1 without species/state heads",
         (*_FULL, "phase1.use_species=false", "phase1.use_state=false"),
     ),
+    "artifacts": Variant(
+        "full pipeline + pasted date stamps / red dots on half the training images",
+        (*_FULL, "data.artifact_augment=0.5"),
+    ),
+    "artifacts_no_clean": Variant(
+        "full pipeline + pasted artifacts, no date-stamp cleaning (mask + inpaint off)",
+        (*_FULL, "data.artifact_augment=0.5", "data.clean.stamp_mask=false"),
+    ),
+    "bins": Variant(
+        "full pipeline + interval-classification heads (8 quantile bins per component)",
+        (*_FULL, "phase2.bins=8"),
+    ),
+    "projection": Variant(
+        "full pipeline, 5 targets projected onto the mass balance instead of 3 components",
+        (*_FULL, "phase2.head=projection"),
+    ),
 }
 
 

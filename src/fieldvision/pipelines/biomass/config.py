@@ -38,8 +38,26 @@ class DataSection(StrictModel):
     num_workers: int = runtime_field(0, ge=0)
     # Random flips + mild colour jitter during training.
     augment: bool = True
+    # Artifact augmentation (CSIRO 10th place): probability that a *training* image gets a
+    # synthetic orange date stamp and/or red dots pasted after cleaning, so the model does
+    # not rely on the cleaner catching every artifact. 0 = off; never applied to
+    # validation, OOF or test images. Which kinds may be pasted:
+    artifact_augment: float = Field(0.0, ge=0.0, le=1.0)
+    artifact_stamp: bool = True
+    artifact_dots: bool = True
+    # Images left out of training and of the OOF score (never of test prediction): a file
+    # of image ids or image paths, one per line, or a label_noise.csv (its flagged rows).
+    exclude: str | None = None
     # Photos with more pixels are refused before decoding (decompression bombs).
     max_image_pixels: int = runtime_field(DEFAULT_MAX_PIXELS, ge=1)
+
+    @model_validator(mode="after")
+    def _some_artifact(self) -> DataSection:
+        if self.artifact_augment > 0 and not (self.artifact_stamp or self.artifact_dots):
+            raise ValueError(
+                "data.artifact_augment > 0 needs data.artifact_stamp or data.artifact_dots"
+            )
+        return self
 
 
 class Phase1Section(Phase1Config, OptimConfig, ScheduleConfig):
@@ -55,6 +73,8 @@ class Phase2Section(Phase2Config, OptimConfig, ScheduleConfig):
     """Phase 2: biomass from 1 global view + tiles, fused, FiLM-conditioned on metadata."""
 
     loss: str = Field("mse", pattern="^(mse|huber)$")  # on per-target scaled grams
+    # Weight of the bin cross-entropy next to the regression loss (read with phase2.bins > 0).
+    bin_loss_weight: float = Field(0.1, ge=0)
     epochs: int = Field(12, ge=1)
     patience: int | None = Field(5, ge=1)  # only in selection=best
     selection: str = _SELECTION

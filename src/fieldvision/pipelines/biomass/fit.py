@@ -37,6 +37,7 @@ from fieldvision.inference import flip_views, mean_views, predict_views
 from fieldvision.io import write_csv, write_json
 from fieldvision.metrics.regression import per_target_r2, weighted_r2
 from fieldvision.models.biomass import Phase1Model, Phase2Model
+from fieldvision.models.biomass_heads import quantile_bins
 from fieldvision.pipelines.biomass.config import BiomassConfig
 from fieldvision.pipelines.biomass.inputs import (
     TrainingData,
@@ -45,6 +46,11 @@ from fieldvision.pipelines.biomass.inputs import (
     make_loader,
 )
 from fieldvision.pipelines.biomass.meta import FILM_KEYS, MetaEncoder, film_meta
+from fieldvision.pipelines.biomass.noise import (
+    label_noise_section,
+    label_noise_table,
+    write_label_noise,
+)
 from fieldvision.runs import RunDir
 from fieldvision.schemas.biomass import TARGETS, to_submission
 from fieldvision.training.biomass import Phase1System, Phase2System
@@ -193,7 +199,7 @@ def train(
     """
     start = time.perf_counter()
     data = load_training_data(data_dir, cfg)
-    run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint)
+    run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint, data=data_dir)
     with run.running():
         result = _train(run, data, cfg, phase1_from, start)
     return result
@@ -227,8 +233,17 @@ def _train(
 
     def build(split: Split) -> FitTask:
         scale = _target_scale(y[split.train])
-        model = Phase2Model(cfg.phase2, meta_dim=len(FILM_KEYS), target_scale=scale)
-        system = Phase2System(model, cfg.phase2, loss_kind=cfg.phase2.loss)
+        bins = {}
+        if cfg.phase2.bins:  # from the training fold only, like the scale
+            edges, centres = quantile_bins(y[split.train, :3], cfg.phase2.bins)
+            bins = {"bin_edges": edges.tolist(), "bin_centres": centres.tolist()}
+        model = Phase2Model(cfg.phase2, meta_dim=len(FILM_KEYS), target_scale=scale, **bins)
+        system = Phase2System(
+            model,
+            cfg.phase2,
+            loss_kind=cfg.phase2.loss,
+            bin_loss_weight=cfg.phase2.bin_loss_weight,
+        )
         return FitTask(model, system, *_fold_loaders(data, arrays, split, cfg))
 
     fitted = fit_splits(
@@ -269,6 +284,9 @@ def _train(
     r2_fold_best = weighted_r2(y, oof_fold_best)
     per_target = per_target_r2(y, oof)
     _write_oof(out, wide, data.folds, oof, meta, enc)
+    # A single run ranks images by residual; flags need repeats (`train_repeats`).
+    noise = label_noise_table(wide["image_id"].astype(str).tolist(), y, [oof])
+    write_label_noise(out, noise)
     selection = _selection_summary(fitted, cfg.phase2.selection)
     metrics = {
         "oof_weighted_r2": r2,
@@ -282,6 +300,7 @@ def _train(
         # Validation R² of every epoch, per fold (no TTA): the training curves.
         "epoch_val_r2": _epoch_curves(out / "phase2", fitted),
         "n_images": len(wide),
+        "n_excluded": len(data.excluded),  # data.exclude: not trained on, not scored
         "folds": cfg.train.folds,
         "tta": cfg.train.tta,
         "seconds": time.perf_counter() - start,
@@ -299,6 +318,7 @@ def _train(
         data.paths,
         tile_weights,
         tuple(cfg.phase2.tile_grid),
+        extra_sections=[("Label noise (ranking)", label_noise_section(noise, repeats=1))],
     )
     return TrainResult(
         out,
@@ -309,6 +329,7 @@ def _train(
         metrics["seconds"],
         oof_r2_fold_best=r2_fold_best,
         selection=selection["mode"],
+        extra={"n_excluded": len(data.excluded)},
     )
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from fieldvision.console import console
 from fieldvision.data.biomass import (
     BiomassDataset,
     check_images_exist,
@@ -26,6 +27,7 @@ from fieldvision.data.cache import ImageCache
 from fieldvision.data.loaders import batch_loader
 from fieldvision.errors import DataError
 from fieldvision.pipelines.biomass.config import BiomassConfig
+from fieldvision.pipelines.biomass.noise import read_exclude_list
 from fieldvision.schemas.biomass import TARGETS
 from fieldvision.training.kfold import grouped_folds
 
@@ -51,6 +53,7 @@ class TrainingData:
         folds: int64[N] date-grouped fold ids.
         targets: float32[N, 5] grams in `TARGETS` order.
         fingerprint: What identifies these inputs in ``run.json``.
+        excluded: Ids of the images ``data.exclude`` removed (not in `wide`).
     """
 
     wide: pd.DataFrame
@@ -59,6 +62,7 @@ class TrainingData:
     folds: np.ndarray
     targets: np.ndarray
     fingerprint: dict[str, str | int]
+    excluded: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -89,7 +93,8 @@ def load_training_data(data_dir: str | Path, cfg: BiomassConfig) -> TrainingData
     """Validate ``train.csv``, its images (decoded once) and the fold plan.
 
     Raises:
-        DataError: Bad table, missing/corrupt/oversized image, too few sampling dates.
+        DataError: Bad table, missing/corrupt/oversized image, too few sampling dates, a
+            bad ``data.exclude`` file or one naming an image not in the table.
         ConfigError: More folds than sampling dates.
     """
     data_dir = Path(data_dir)
@@ -102,16 +107,42 @@ def load_training_data(data_dir: str | Path, cfg: BiomassConfig) -> TrainingData
             f"{cfg.train.folds} date-grouped folds",
             hint="use --folds with a smaller number",
         )
-    paths = [data_dir / p for p in wide["image_path"]]
-    cache = image_cache(cfg, data_dir)
-    cache.warm(paths, progress=cfg.train.progress)  # decodes every image: fails here, not later
+    # Folds of the full table, so excluding images keeps every other image in its fold
+    # (runs with and without an exclude list are compared on the same splits).
     folds = grouped_folds(
         wide["sampling_date"].astype(str).to_numpy(), cfg.train.folds, cfg.train.seed
     )
+    excluded: list[str] = []
+    if cfg.data.exclude is not None:  # validated before any image is decoded
+        wide, folds, excluded = _apply_exclude(Path(cfg.data.exclude), wide, folds, cfg)
+    paths = [data_dir / p for p in wide["image_path"]]
+    cache = image_cache(cfg, data_dir)
+    cache.warm(paths, progress=cfg.train.progress)  # decodes every image: fails here, not later
     targets = wide[list(TARGETS)].to_numpy(np.float32)
-    return TrainingData(
-        wide, paths, cache, folds, targets, _fingerprint(data_dir / "train.csv", paths)
+    fingerprint = _fingerprint(data_dir / "train.csv", paths)
+    if cfg.data.exclude is not None:
+        blob = "\n".join(sorted(excluded)).encode()
+        fingerprint["excluded"] = hashlib.sha256(blob).hexdigest()[:16]
+    return TrainingData(wide, paths, cache, folds, targets, fingerprint, excluded)
+
+
+def _apply_exclude(
+    path: Path, wide: pd.DataFrame, folds: np.ndarray, cfg: BiomassConfig
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Drop the rows the exclude file names; every fold must keep an image."""
+    drop = read_exclude_list(path, wide)
+    excluded = wide["image_id"].astype(str)[drop].tolist()
+    keep = ~drop
+    for k in range(cfg.train.folds):
+        if not np.any(keep & (folds == k)):
+            raise DataError(
+                f"{path}: excluding {len(excluded)} images leaves fold {k} without images",
+                hint="exclude fewer images, or use fewer --folds",
+            )
+    console.print(
+        f"excluded {len(excluded)} images listed in {path} from training and the OOF score"
     )
+    return wide[keep].reset_index(drop=True), folds[keep], excluded
 
 
 def load_test_data(data_dir: str | Path, cfg: BiomassConfig) -> TestData:
@@ -139,9 +170,20 @@ def make_dataset(
     train: bool = False,
     seed: int = 0,
 ) -> BiomassDataset:
-    """The dataset of `paths` with per-image `arrays` (augmented when `train`)."""
+    """The dataset of `paths` with per-image `arrays` (augmented when `train`).
+
+    Artifact augmentation (``data.artifact_augment``) is a training-only option: validation,
+    OOF and test datasets (``train=False``) never get pasted artifacts.
+    """
     return BiomassDataset(
-        list(paths), cache, arrays=dict(arrays), augment=train and cfg.data.augment, seed=seed
+        list(paths),
+        cache,
+        arrays=dict(arrays),
+        augment=train and cfg.data.augment,
+        seed=seed,
+        artifact_p=cfg.data.artifact_augment if train else 0.0,
+        artifact_stamp=cfg.data.artifact_stamp,
+        artifact_dots=cfg.data.artifact_dots,
     )
 
 

@@ -8,15 +8,17 @@ folds of the mean over views, clipped at 0 g.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from fieldvision.data.biomass import read_train_table
 from fieldvision.errors import DataError
-from fieldvision.inference import flip_views, mean_views, predict_views
+from fieldvision.inference import View, flip_views, mean_views, predict_views
 from fieldvision.io import read_yaml, write_csv
 from fieldvision.metrics.regression import per_target_r2, weighted_r2_long
 from fieldvision.pipelines.biomass.config import BiomassConfig
@@ -26,7 +28,7 @@ from fieldvision.pipelines.biomass.meta import MetaEncoder, film_meta
 from fieldvision.runs import RunDir
 from fieldvision.schemas.biomass import TARGETS, long_to_wide, submission_for, to_long
 
-__all__ = ["EvalResult", "evaluate", "load_run", "predict", "predict_targets"]
+__all__ = ["EvalResult", "evaluate", "load_run", "phase2_arrays", "predict", "predict_targets"]
 
 
 @dataclass
@@ -49,6 +51,36 @@ def load_run(run_dir: str | Path) -> tuple[RunDir, BiomassConfig, MetaEncoder]:
     return run, cfg, enc
 
 
+def _fold_outputs(
+    run: RunDir,
+    cfg: BiomassConfig,
+    test: TestData,
+    phase: str,
+    call: Callable[[torch.nn.Module, dict], dict[str, torch.Tensor]],
+    arrays: dict[str, np.ndarray],
+    views: tuple[View, ...],
+) -> list[dict[str, np.ndarray]]:
+    """Each fold model's outputs of `phase` on the test images, averaged over `views`."""
+    dataset = make_dataset(test.paths, test.cache, arrays, cfg)
+    outs = []
+    for k in range(cfg.train.folds):
+        model = run.load_model(f"{phase}/fold{k}/model.safetensors")
+        views_out = predict_views(
+            model, dataset, call, views, device=cfg.train.device, batch_size=cfg.data.batch_size
+        )
+        outs.append(mean_views(views_out))
+    return outs
+
+
+def phase2_arrays(run: RunDir, cfg: BiomassConfig, test: TestData) -> dict[str, np.ndarray]:
+    """Per-image arrays Phase 2 reads on the test images: ``{"meta": float32[N, 4]}`` (the
+    Phase-1 fold ensemble over the run's TTA views) when FiLM is on, else ``{}``."""
+    if not cfg.needs_phase1:
+        return {}
+    per_fold = _fold_outputs(run, cfg, test, "phase1", phase1_call, {}, flip_views(cfg.train.tta))
+    return {"meta": np.mean([film_meta(o) for o in per_fold], axis=0).astype(np.float32)}
+
+
 def predict_targets(
     run: RunDir, cfg: BiomassConfig, test: TestData, tta: bool | None = None
 ) -> np.ndarray:
@@ -62,32 +94,8 @@ def predict_targets(
             the run's setting, so Phase 2 sees metadata computed as in training.
     """
     phase2_views = flip_views(cfg.train.tta if tta is None else tta)
-    n_folds = cfg.train.folds
-
-    def run_folds(phase: str, call, arrays, views) -> list[dict[str, np.ndarray]]:
-        dataset = make_dataset(test.paths, test.cache, arrays, cfg)
-        outs = []
-        for k in range(n_folds):
-            model = run.load_model(f"{phase}/fold{k}/model.safetensors")
-            outs.append(
-                mean_views(
-                    predict_views(
-                        model,
-                        dataset,
-                        call,
-                        views,
-                        device=cfg.train.device,
-                        batch_size=cfg.data.batch_size,
-                    )
-                )
-            )
-        return outs
-
-    arrays: dict[str, np.ndarray] = {}
-    if cfg.needs_phase1:
-        per_fold = run_folds("phase1", phase1_call, {}, flip_views(cfg.train.tta))
-        arrays["meta"] = np.mean([film_meta(o) for o in per_fold], axis=0).astype(np.float32)
-    per_fold = run_folds("phase2", phase2_call, arrays, phase2_views)
+    arrays = phase2_arrays(run, cfg, test)
+    per_fold = _fold_outputs(run, cfg, test, "phase2", phase2_call, arrays, phase2_views)
     preds = np.mean([o["targets"] for o in per_fold], axis=0)
     return np.clip(preds, 0.0, None)
 

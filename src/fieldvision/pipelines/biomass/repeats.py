@@ -8,6 +8,9 @@ as before)::
 
     out/repeat{r}/   one complete, resumable run directory per repeat
     out/repeats.json per-repeat scores, mean and std (sample std, ddof=1)
+    out/label_noise.csv  per-image OOF residuals over the repeats, images flagged as
+                     likely label noise (`fieldvision.pipelines.biomass.noise`)
+    out/repeats.md   the scores per repeat and the label-noise section
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from fieldvision.errors import ConfigError
 from fieldvision.io import write_json
 from fieldvision.pipelines.biomass.config import BiomassConfig
 from fieldvision.pipelines.biomass.fit import TrainResult, train
+from fieldvision.pipelines.biomass.noise import (
+    label_noise_section,
+    label_noise_table,
+    oof_arrays,
+    write_label_noise,
+)
+from fieldvision.report.markdown import markdown_table, write_report
 
 __all__ = ["REPEATS_FILE", "RepeatedResult", "mean_std", "repeat_configs", "train_repeats"]
 
@@ -122,4 +132,32 @@ def train_repeats(
     result = RepeatedResult(runs, [c.train.seed for c in configs])
     if repeats > 1:
         write_json(out / REPEATS_FILE, result.summary())
+        _write_repeats_report(out, result)
     return result
+
+
+def _write_repeats_report(out: Path, result: RepeatedResult) -> None:
+    """``label_noise.csv`` across the repeats and ``repeats.md`` (scores + label noise)."""
+    ids, y, preds = oof_arrays([r.run_dir for r in result.runs])
+    noise = label_noise_table(ids, y, preds)
+    write_label_noise(out, noise)
+    rows = [
+        {
+            "seed": seed,
+            "oof_r2": r.oof_r2,
+            "fold_best": r.oof_r2_fold_best,
+            "no_tta": r.oof_r2_no_tta,
+        }
+        for seed, r in zip(result.seeds, result.runs, strict=True)
+    ]
+    mean, std = result.oof_r2
+    excluded = result.runs[0].extra.get("n_excluded", 0)
+    body = (
+        f"OOF weighted R² {mean:.4f} ± {std:.4f} (mean ± sample std over {len(rows)} "
+        f"repeats, selection `{result.selection}`); {len(ids)} images scored"
+        + (f", {excluded} excluded (data.exclude)" if excluded else "")
+        + ".\n\n"
+        + markdown_table(rows)
+    )
+    sections = [("Scores", body), ("Label noise", label_noise_section(noise, len(rows)))]
+    write_report(out / "repeats.md", "Biomass repeated CV", sections)

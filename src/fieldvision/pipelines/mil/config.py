@@ -44,6 +44,9 @@ class MILDataSection(StrictModel):
     min_tile_px: int = Field(16, ge=1)  # smallest grid cell, in source pixels
     batch_size: int = Field(8, ge=1)  # bags per batch
     augment: bool = True  # random whole-bag flips
+    # With augment: every tile also gets its own random 90° turn / mirror (D4) when training
+    # the expert; for images without a preferred orientation (boards, micrographs).
+    tile_augment: bool = False
     num_workers: int = runtime_field(0, ge=0)
     max_image_pixels: int = runtime_field(DEFAULT_MAX_PIXELS, ge=1)
 

@@ -72,7 +72,7 @@ def train(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
     """
     start = time.perf_counter()
     data = load_training_data(data_dir, cfg)
-    run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint)
+    run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint, data=data_dir)
     with run.running():
         summary = _train(run, data, cfg, start)
     return summary
@@ -113,7 +113,8 @@ def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> 
             optim=cfg.expert,
         )
         train_ds = BagDataset(data.store, split.train, data.labels[split.train],
-                              augment=cfg.data.augment, seed=cfg.train.seed)  # fmt: skip
+                              augment=cfg.data.augment, seed=cfg.train.seed,
+                              tile_augment=cfg.data.tile_augment)  # fmt: skip
         val_ds = BagDataset(data.store, split.val, data.labels[split.val])
         return FitTask(model, system, _loader(train_ds, cfg, True, cfg.train.seed),
                        _loader(val_ds, cfg, False))  # fmt: skip

@@ -166,7 +166,7 @@ def fit(
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"progress": progress})})
     seed_everything(cfg.seed)
     plan = _plan(data, cfg)
-    run_dir = RunDir.start(run, RUN_KIND, cfg, plan.fingerprint)
+    run_dir = RunDir.start(run, RUN_KIND, cfg, plan.fingerprint, data=data)
     with run_dir.running():
         summary = _fit(run_dir, cfg, plan)
     return summary
