@@ -8,7 +8,12 @@ ratios against full tiling::
 
     .venv/bin/python benchmarks/mil_glance.py --run RUN --data DIR [--budgets 0.1,0.2,0.3,0.5]
 
-With no ``--run``, trains the demo recipe on a small synthetic set first (a few minutes).
+With no ``--run``, trains the demo recipe on a small synthetic set first (a few minutes);
+``--set`` overrides that recipe, e.g. an expert that sees the tiles at their native
+resolution, the setting glance is for (the expert's cost dominates the scouter's)::
+
+    .venv/bin/python benchmarks/mil_glance.py --set expert.backbone=fv_small_resnet \
+        --set expert.tile_size=64
 """
 
 from __future__ import annotations
@@ -28,15 +33,16 @@ from fieldvision.pipelines.mil.engine import Predictor
 from fieldvision.pipelines.mil.inputs import bag_spec, read_samples
 
 
-def _demo_run(tmp: Path) -> tuple[Path, Path]:
+def _demo_run(tmp: Path, overrides: list[str]) -> tuple[Path, Path]:
     from fieldvision.config import load_config
     from fieldvision.data.synthetic.leaves import generate_leaf_dataset
     from fieldvision.pipelines.mil import MILConfig, train
 
-    generate_leaf_dataset(tmp / "train", n=240, size=512, classes=3, seed=0, progress=False)
-    generate_leaf_dataset(tmp / "test", n=120, size=512, classes=3, seed=1, progress=False)
-    cfg = load_config(MILConfig, "mil_demo", ["train.progress=false"])
-    train(tmp / "train", tmp / "run", cfg)
+    if not (tmp / "train" / "labels.csv").is_file():
+        generate_leaf_dataset(tmp / "train", n=240, size=512, classes=3, seed=0, progress=False)
+        generate_leaf_dataset(tmp / "test", n=120, size=512, classes=3, seed=1, progress=False)
+    cfg = load_config(MILConfig, "mil_demo", ["train.progress=false", *overrides])
+    train(tmp / "train", tmp / "run", cfg)  # a finished run in `tmp` is re-opened, not retrained
     return tmp / "run", tmp / "test"
 
 
@@ -61,10 +67,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--budgets", default="0.1,0.2,0.3,0.5")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override of the demo recipe (without --run), repeatable",
+    )
+    parser.add_argument("--work", type=Path, help="keep the demo data and run here (re-used)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        run, data = (args.run, args.data) if args.run else _demo_run(Path(tmp))
+        work = args.work or Path(tmp)
+        run, data = (args.run, args.data) if args.run else _demo_run(work, args.overrides)
         loaded = load_run(run)
         samples = read_samples(data, loaded.cfg)
         store = BagStore(samples, bag_spec(loaded.cfg), max_pixels=loaded.cfg.data.max_image_pixels)

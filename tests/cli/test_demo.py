@@ -14,23 +14,34 @@ from fieldvision.cli.__main__ import main
 def test_biomass_demo_prints_the_summary_line(tmp_path, capsys, monkeypatch):
     seen = {}
 
-    def fake(out, overrides=None, **_):
-        seen.update(out=out, overrides=overrides)
+    def fake(out, overrides=None, repeats=1, **_):
+        seen.update(out=out, overrides=overrides, repeats=repeats)
         return {
             "pipeline_oof_r2": 0.5,
             "baseline_oof_r2": 0.4,
             "pipeline_test_r2": 0.6,
             "baseline_test_r2": 0.3,
+            "pipeline_oof_r2_std": 0.05,
+            "baseline_oof_r2_std": 0.04,
+            "pipeline_test_r2_std": 0.06,
+            "baseline_test_r2_std": 0.03,
+            "repeats": float(repeats),
             "seconds": 12.0,
         }
 
     monkeypatch.setattr("fieldvision.pipelines.biomass.demo.run_biomass_demo", fake)
     args = ["demo", "biomass", "--out", str(tmp_path), "--no-progress", "--set", "phase2.epochs=2"]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    out, table = capsys.readouterr()  # the key=value line on stdout, the table on stderr
     assert "pipeline_oof_r2=0.5000 baseline_oof_r2=0.4000" in out and "seconds=12" in out
-    assert seen["out"] == tmp_path / "biomass"
+    assert "pipeline_oof_r2_std=0.0500" in out and "repeats=3" in out  # 3 repeats by default
+    assert "0.5000 ± 0.0500" in table and "3 repeats" in table
+    assert seen["out"] == tmp_path / "biomass" and seen["repeats"] == 3
     assert seen["overrides"] == ["train.progress=false", "phase2.epochs=2"]
+    assert main([*args, "--repeats", "1"]) == 0
+    single, table = capsys.readouterr()
+    assert "±" not in single + table and "repeats=1" in single and seen["repeats"] == 1
+    assert main([*args, "--repeats", "0"]) == 2  # at least one
 
 
 def test_reid_demo_prints_the_evaluation(tmp_path, capsys, monkeypatch):

@@ -19,6 +19,12 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the demo."),
     overrides: SetOpt = None,
     progress: ProgressOpt = True,
+    repeats: int = typer.Option(
+        3,
+        "--repeats",
+        min=1,
+        help="biomass: train each model R times (fold and model seeds) and print mean ± std.",
+    ),
 ) -> None:
     """Run a pipeline end to end on embedded synthetic data (CPU, minutes)."""
     if pipeline not in PIPELINES:
@@ -27,25 +33,10 @@ def demo(
         from fieldvision.pipelines.biomass.demo import run_biomass_demo
 
         sets = [f"train.progress={str(progress).lower()}", *(overrides or [])]
-        scores = run_biomass_demo(out / "biomass", overrides=sets)
-        table = Table(title="biomass demo: weighted R² (competition metric)")
-        table.add_column("model")
-        table.add_column("OOF", justify="right")
-        table.add_column("held-out test", justify="right")
-        table.add_row(
-            "global-only baseline",
-            f"{scores['baseline_oof_r2']:.4f}",
-            f"{scores['baseline_test_r2']:.4f}",
-        )
-        table.add_row(
-            "full pipeline (tiles + attention + FiLM)",
-            f"{scores['pipeline_oof_r2']:.4f}",
-            f"{scores['pipeline_test_r2']:.4f}",
-        )
-        console.print(table)
-        summary = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "seconds")
-        typer.echo(f"{summary} seconds={scores['seconds']:.0f}")
-        typer.echo(f"report: {out / 'biomass' / 'run' / 'report.md'}")
+        scores = run_biomass_demo(out / "biomass", overrides=sets, repeats=repeats)
+        _print_biomass(scores, repeats)
+        run = out / "biomass" / "run" / ("repeat0" if repeats > 1 else "")
+        typer.echo(f"report: {run / 'report.md'}")
     elif pipeline == "flow":
         from fieldvision.cli.flow import print_site_scores
         from fieldvision.pipelines.flow.demo import run_flow_demo
@@ -67,6 +58,30 @@ def demo(
         summary = run_reid_demo(out / "reid", progress=progress, overrides=overrides or [])
         print_evaluation(summary["results"])
         _print_timing(summary)
+
+
+def _print_biomass(scores: dict, repeats: int) -> None:
+    """The biomass demo's table (mean ± std over repeats) and its key=value line."""
+    title = "biomass demo: weighted R² (competition metric)"
+    if repeats > 1:
+        title += f", mean ± std over {repeats} repeats"
+    table = Table(title=title)
+    table.add_column("model")
+    table.add_column("OOF", justify="right")
+    table.add_column("held-out test", justify="right")
+
+    def cell(key: str) -> str:
+        std = scores.get(f"{key}_std", 0.0)
+        return f"{scores[key]:.4f}" + (f" ± {std:.4f}" if repeats > 1 else "")
+
+    for name, label in (("baseline", "global-only baseline"),
+                        ("pipeline", "full pipeline (tiles + attention + FiLM)")):  # fmt: skip
+        table.add_row(label, cell(f"{name}_oof_r2"), cell(f"{name}_test_r2"))
+    console.print(table)
+    keys = [f"{n}_{s}_r2{d}" for d in ("", "_std") for s in ("oof", "test")
+            for n in ("pipeline", "baseline")]  # fmt: skip
+    summary = " ".join(f"{k}={scores[k]:.4f}" for k in keys if k in scores)
+    typer.echo(f"{summary} repeats={repeats} seconds={scores['seconds']:.0f}")
 
 
 def _print_timing(summary: dict) -> None:
