@@ -256,6 +256,24 @@ def test_fast_path_is_taken_and_equals_the_per_box_path(monkeypatch):
     assert calls == [(4, 5)] * 3  # one reshape per fast call, none for the permuted boxes
 
 
+@pytest.mark.parametrize("size", [8, 16, 5])
+def test_a_glance_selection_is_resized_in_one_batch(monkeypatch, size):
+    calls = []
+    real = glance.global_view
+
+    def spy(x, out_size):
+        calls.append(tuple(x.shape))
+        return real(x, out_size)
+
+    monkeypatch.setattr(glance, "global_view", spy)
+    gen = torch.Generator().manual_seed(2)
+    image = torch.rand(3, 32, 48, generator=gen, dtype=torch.float64)
+    boxes = tile_boxes(32, 48, 2, 3)[[4, 0, 2]]  # a scouter's pick, in rank order
+    tiles = cut_tiles(image, boxes, size)
+    torch.testing.assert_close(tiles, _manual(image[None], boxes, size)[0])
+    assert calls == [(3, 3, 16, 16)]  # one resize call for the three crops
+
+
 def test_cut_tiles_gradients_reach_the_covered_pixels():
     image = torch.rand(1, 3, 20, 20, requires_grad=True)
     boxes = np.array([[0, 0, 10, 10], [10, 10, 20, 20]])
