@@ -10,7 +10,13 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from fieldvision.training.optim import OptimConfig, build_optimizer, param_groups, warmup_cosine
+from fieldvision.training.optim import (
+    OptimConfig,
+    backbone_modules,
+    build_optimizer,
+    param_groups,
+    warmup_cosine,
+)
 
 
 class _Net(nn.Module):
@@ -43,6 +49,11 @@ def _ids(params) -> set[int]:
         ({"warmup_epochs": -1}, "warmup_epochs"),
         ({"min_lr_ratio": 1.5}, "min_lr_ratio"),
         ({"backbone_lr_ratio": 0.0}, "backbone_lr_ratio"),
+        ({"freeze_backbone_epochs": 1.5}, None),
+        ({"freeze_backbone_epochs": -1}, "freeze_backbone_epochs"),
+        ({"freeze_backbone_epochs": -0.5}, "freeze_backbone_epochs"),
+        ({"freeze_backbone_epochs": float("inf")}, "freeze_backbone_epochs"),  # never unfreezes
+        ({"freeze_backbone_epochs": float("nan")}, "freeze_backbone_epochs"),
         ({"learning_rate": 1e-3}, "learning_rate"),  # typo: unknown field
     ],
 )
@@ -188,3 +199,36 @@ def test_tied_weights_inside_one_module_are_counted_once():
     net[1].weight = net[0].weight  # weight tying
     groups = param_groups(net, OptimConfig())
     assert [len(g["params"]) for g in groups] == [1]
+
+
+# --------------------------------------------------------------------------- freezing
+
+
+def test_backbone_modules_are_the_backbone_lr_groups():
+    outer = nn.ModuleDict({"model": _Net(), "loss_head": nn.Linear(2, 3)})
+    found = backbone_modules(outer)
+    assert found == [outer["model"].backbone]
+    groups = param_groups(outer, OptimConfig())
+    in_backbone_groups = {id(p) for g in groups if g["backbone"] for p in g["params"]}
+    assert in_backbone_groups == _ids(outer["model"].backbone.parameters())
+    assert backbone_modules(nn.Linear(2, 2)) == []
+
+
+@pytest.mark.parametrize(("freeze", "warmup"), [(0, 3), (4, 3), (4, 0), (20, 3)])
+def test_freeze_steps_zero_the_backbone_then_rewarm_it(freeze, warmup):
+    total = 16
+    cfg = OptimConfig(lr=1.0, backbone_lr_ratio=0.1, min_lr_ratio=0.0)
+    opt, sched = build_optimizer(_Net(), cfg, total, warmup, freeze_steps=freeze)
+    for step in range(total):
+        factor = warmup_cosine(step, total, warmup, 0.0)
+        if step < freeze:
+            backbone = 0.0
+        elif freeze and warmup:  # its own linear ramp, on top of the shared schedule
+            backbone = factor * min(1.0, (step - freeze + 1) / warmup)
+        else:
+            backbone = factor
+        for group in opt.param_groups:
+            want = 0.1 * backbone if group["backbone"] else factor
+            assert group["lr"] == pytest.approx(want, abs=1e-12), (step, group["name"])
+        opt.step()
+        sched.step()

@@ -170,3 +170,29 @@ def test_last_checkpoint_is_the_latest_epoch_even_when_best_does_not_improve(tmp
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
     assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
     assert result.best_path.endswith("best.ckpt")
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
+    # Lightning divides each loss by the accumulation count: 2 batches of 8 accumulated are
+    # one step on the mean loss of 16, so both runs take the same SGD steps.
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, generator=g)
+    ds = TensorDataset(x, 2 * x + 1)
+    weights, steps = [], []
+    for batch_size, accumulate in ((8, 2), (16, 1)):
+        model = _Regressor()
+        trainer = build_trainer(
+            tmp_path / f"acc{accumulate}",
+            2,
+            device="cpu",
+            progress=False,
+            patience=None,
+            accumulate_grad_batches=accumulate,
+        )
+        trainer.fit(model, DataLoader(ds, batch_size=batch_size), DataLoader(ds, batch_size=16))
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        steps.append(trainer.global_step)
+    assert steps == [4, 4]  # 2 optimiser steps per epoch in both
+    torch.testing.assert_close(weights[0], weights[1])
+    start = torch.cat([p.detach().flatten() for p in _Regressor().parameters()])
+    assert not torch.allclose(weights[0], start)  # it did train

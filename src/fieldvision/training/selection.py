@@ -103,7 +103,13 @@ def recompute_bn(system: TaskSystem, loader, batches: int) -> int:
     Returns:
         The number of batches used (0 when the model has no batch norm).
     """
-    bns = [m for m in system.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    # A frozen backbone keeps its statistics (`fieldvision.training.freeze`).
+    frozen = {id(m) for f in getattr(system, "frozen_modules", ()) for m in f.modules()}
+    bns = [
+        m
+        for m in system.model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in frozen
+    ]
     if not bns or loader is None:
         return 0
     was_training = system.training

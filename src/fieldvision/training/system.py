@@ -4,7 +4,9 @@ A *model* is a plain ``nn.Module`` (registered, exportable); a *system* owns how
 trained. `TaskSystem` gives every task the same optimiser wiring (`configure_optimizers`
 from `OptimConfig`), the same epoch hook (``set_epoch`` on the training dataset and
 sampler, so seeded augmentation and P×K batches follow the epoch and a resumed run
-continues the same random stream), the same logging and the same validation bookkeeping.
+continues the same random stream), the same frozen-then-unfrozen backbone schedule
+(``OptimConfig.freeze_backbone_epochs``, `fieldvision.training.freeze`), the same logging
+and the same validation bookkeeping.
 A task system defines only:
 
 * ``_shared_step(batch, stage) -> StepOutput``: the loss (None where a stage has none),
@@ -26,6 +28,7 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor, nn
 
+from fieldvision.training.freeze import BackboneFreeze
 from fieldvision.training.optim import OptimConfig, build_optimizer
 
 __all__ = ["StepOutput", "TaskSystem"]
@@ -99,6 +102,17 @@ class TaskSystem(L.LightningModule):
             {**_plain(hparams), "optim": self.optim.model_dump(), "model_record": record}
         )
         self._collected: list[dict[str, Tensor]] = []
+        # Set up by configure_optimizers, which knows the step count; a no-op until then.
+        self._freeze = BackboneFreeze(self, 0)
+
+    @property
+    def frozen_modules(self) -> tuple[nn.Module, ...]:
+        """The backbone modules frozen at the current step (empty when none are)."""
+        return self._freeze.frozen_modules
+
+    def _update_freeze(self) -> None:
+        if self._freeze.steps:
+            self._freeze.update(int(self.trainer.global_step), self.training)
 
     # ------------------------------------------------------------------ task contract
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> StepOutput:
@@ -167,12 +181,21 @@ class TaskSystem(L.LightningModule):
             set_epoch = getattr(obj, "set_epoch", None)
             if callable(set_epoch):
                 set_epoch(self.current_epoch)
+        self._update_freeze()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Per batch too: a fractional freeze ends mid-epoch (counted in optimiser steps).
+        self._update_freeze()
 
     def configure_optimizers(self) -> dict[str, Any]:
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, int(self.trainer.max_epochs or 1))
         warmup = round(self.optim.warmup_epochs * total / epochs)
-        optimizer, scheduler = build_optimizer(self, self.optim, total, warmup)
+        freeze = round(self.optim.freeze_backbone_epochs * total / epochs)
+        # The optimiser is built while every parameter still requires grad (param_groups
+        # skips those that do not), so the backbone is in it, at lr 0 until it unfreezes.
+        self._freeze = BackboneFreeze(self, freeze)
+        optimizer, scheduler = build_optimizer(self, self.optim, total, warmup, freeze)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
