@@ -3,9 +3,11 @@
 For each model (the demo-sized fieldvision models and real timm backbones with random
 weights, embedded as a re-ID network at 224²), the same batch is run side by side through
 torch eager, ONNX Runtime FP32 (the file `fieldvision.export.export_model` writes,
-parity-checked) and ONNX Runtime INT8 (`fieldvision.export.quantize.quantize_model`: static
-QDQ, u8 activations / s8 per-channel weights, calibrated on 32 smooth random images) with
-the same number of threads, interleaved, best of 3 rounds (see `_rates`). Prints a Markdown
+parity-checked; for the timm backbones also the graph exported without
+`fieldvision.export.rewrite.export_form`, to show what those rewrites buy) and ONNX
+Runtime INT8 (`fieldvision.export.quantize.quantize_model`: static QDQ, u8 activations /
+s8 per-channel weights, calibrated on 32 smooth random images) with the same number of
+threads, interleaved, best of 3 rounds (see `_rates`). Prints a Markdown
 table of images/s, ms/image, ratio vs torch FP32, the size on disk (torch: its weights),
 and the cosine of INT8 to FP32 outputs on the timed batch.
 
@@ -33,6 +35,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ import torch
 import fieldvision.models.biomass
 import fieldvision.models.mil  # noqa: F401
 from fieldvision.export import export_model, export_spec
+from fieldvision.export import onnx as onnx_export
 from fieldvision.export.calibration import FeedReader
 from fieldvision.export.quantize import agreement, quantize_model
 from fieldvision.models.registry import create_model
@@ -140,8 +144,14 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
             with torch.no_grad():
                 s.call(m, *x)
 
+        sessions = [("fp32", fp32), ("int8", int8)]
+        if _timm(label):  # the graph before `export_form`, side by side
+            plain_path = tmp / f"{name}.plain.onnx"
+            with mock.patch.object(onnx_export, "export_form", lambda m: m):
+                export_model(model, plain_path, image_size=size, batches=(1, 2))
+            sessions.append(("plain", _session(plain_path, args.threads)))
         fns = {"torch": run_torch}
-        for key, sess in (("fp32", fp32), ("int8", int8)):
+        for key, sess in sessions:
             fns[key] = lambda s=sess, o=spec.outputs, f=feeds: s.run(o, f)
         rate = _rates(fns, args.batch, args.seconds, args.rounds)
         eager = rate["torch"]
@@ -151,6 +161,8 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
             ("ONNX Runtime FP32", rate["fp32"], fp32_path.stat().st_size / 1e6, ""),
             ("ONNX Runtime INT8", rate["int8"], int8_path.stat().st_size / 1e6, f"{cos:.5f}"),
         ]
+        if "plain" in rate:
+            rows.insert(2, ("ONNX Runtime FP32, no export_form", rate["plain"], None, ""))
         for runtime, rate, mb, c in rows:
             size_mb = "" if mb is None else f"{mb:.1f}"
             print(

@@ -5,9 +5,12 @@ an example input of a given batch size, and a wrapper whose forward returns a tu
 graphs have positional outputs). `export_model` writes one self-contained ``.onnx`` with
 the ``torch.export``-based exporter (``dynamo=True`` at opset 18: the legacy one cannot
 convert the antialiased resizes the models do inside; ``external_data=False`` keeps the
-weights in the file, fine below 2 GB), then runs the parity check: ONNX Runtime vs PyTorch
-on random inputs at two batch sizes, max absolute / relative difference against FP32
-tolerances (rtol 1e-3, atol 1e-5); an export that fails parity raises and leaves no file.
+weights in the file, fine below 2 GB) from an export-friendly copy of the model
+(`fieldvision.export.rewrite.export_form`: timm ConvNeXt blocks in NCHW form, GELU in the
+form ONNX Runtime fuses), then runs the parity check against the model itself: ONNX
+Runtime vs PyTorch on random inputs at two batch sizes, max absolute / relative difference
+against FP32 tolerances (rtol 1e-3, atol 1e-5); an export that fails parity raises and
+leaves no file.
 `fieldvision.export.parity` checks parity again on real images (the run's training data by
 default); each manifest entry says which (``parity_inputs``: ``random`` or ``real``).
 
@@ -45,6 +48,7 @@ from torch import Tensor, nn
 from fieldvision.deploy.manifest import INFERENCE_FORMAT, MANIFEST, verify_export
 from fieldvision.deploy.manifest import sha256 as _sha256
 from fieldvision.errors import RunError
+from fieldvision.export.rewrite import export_form
 from fieldvision.io import write_json
 
 __all__ = ["ExportSpec", "export_model", "export_run", "export_spec", "verify_export"]
@@ -217,7 +221,11 @@ def export_model(
     path = Path(path)
     model = model.eval().cpu()
     spec = export_spec(model, image_size)
-    graph = (_Graph if len(spec.inputs) == 1 else _Graph2)(model, spec).eval()
+    wrapper = _Graph if len(spec.inputs) == 1 else _Graph2
+    # The exporter sees an export-friendly copy (`export_form`); parity is checked against
+    # the model itself, so a rewrite that changed the outputs would fail the export.
+    graph = wrapper(export_form(model), spec).eval()
+    reference = wrapper(model, spec).eval()
     tmp = path.with_name(f".{path.name}.tmp")
     dims = {}
     dynamic_shapes = []
@@ -243,7 +251,7 @@ def export_model(
                 optimize=True,
             )
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        parity = _parity(session, graph, spec, batches)
+        parity = _parity(session, reference, spec, batches)
     except RunError:
         tmp.unlink(missing_ok=True)
         raise
