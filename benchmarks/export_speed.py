@@ -26,7 +26,7 @@ Then the task metric, FP32 vs INT8 ONNX, computed by the export's own accuracy c
 ::
 
     .venv/bin/python benchmarks/export_speed.py [--threads 2] [--batch 8] [--seconds 3] [--rounds 3]
-        [--quick] [--demo DIR]
+        [--quick] [--demo DIR] [--only convnext] [--no-task]
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
     """The speed table (see the module)."""
     print("| model | runtime | images/s | ms/image | ratio vs torch FP32 | MB | cos INT8~FP32 |")
     print("|---|---|---|---|---|---|---|")
-    for label, name, cfg, dims, size in [c for c in CASES if not (args.quick and _timm(c[0]))]:
+    cases = [c for c in CASES if not (args.quick and _timm(c[0])) and args.only in c[0]]
+    for label, name, cfg, dims, size in cases:
         model = create_model(name, cfg, **dims).eval()
         fp32_path, int8_path = tmp / f"{name}.onnx", tmp / f"{name}.int8.onnx"
         export_model(model, fp32_path, image_size=size, batches=(1, 2))
@@ -260,6 +261,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept")
     parser.add_argument("--quick", action="store_true", help="fieldvision models only")
     parser.add_argument("--demo", type=Path, help="the --out of `fieldvision demo` runs")
+    parser.add_argument("--only", default="", help="speed rows whose label contains this")
+    parser.add_argument("--no-task", action="store_true", help="speed table only")
     args = parser.parse_args()
     import onnxruntime as ort
 
@@ -271,7 +274,7 @@ def main() -> None:
     print()
     with tempfile.TemporaryDirectory() as tmp:
         speed(args, Path(tmp))
-        if args.quick and args.demo is None:
+        if args.no_task or (args.quick and args.demo is None):
             return
         print()
         print("| model | metric | data | ONNX FP32 | ONNX INT8 | relative change |")
