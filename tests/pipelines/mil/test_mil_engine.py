@@ -63,3 +63,31 @@ def test_modes_are_validated(setup):
         predictor.run(store, "zoom")
     with pytest.raises(ValueError, match="scouters"):
         Predictor(loaded.experts, [], loaded.negative, "cpu").run(store, "glance")
+
+
+def _batchnorms(module) -> int:
+    from torch import nn
+
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def test_predictor_folds_batchnorm_in_its_own_copies_only(setup):
+    import torch
+
+    loaded, store, predictor = setup
+    assert all(_batchnorms(m) > 0 for m in [*loaded.experts, *loaded.scouters])  # untouched
+    assert all(_batchnorms(m) == 0 for m in [*predictor.full_experts, *predictor.scouters])
+    # The folded copies compute what the run's own networks compute.
+    bag = store.bag(0)
+    tiles, view = bag.tiles.float() / 255, bag.image.float() / 255  # uint8 in the store
+    with torch.no_grad():
+        for original, folded in zip(loaded.experts, predictor.full_experts, strict=True):
+            torch.testing.assert_close(
+                folded.score_tiles(tiles)[0], original.eval().score_tiles(tiles)[0],
+                rtol=1e-4, atol=1e-5,
+            )  # fmt: skip
+        for original, folded in zip(loaded.scouters, predictor.scouters, strict=True):
+            torch.testing.assert_close(
+                folded(view[None])["logits"], original.eval()(view[None])["logits"],
+                rtol=1e-4, atol=1e-5,
+            )  # fmt: skip

@@ -9,10 +9,16 @@ are averaged.
 
 Every image is timed from decoded pixels to probabilities (the decode is the same for
 both modes and is excluded), so ``ms`` compares the two modes' compute honestly.
+
+The predictor runs its own eval-mode copies of the networks with BatchNorm folded into
+the convolutions (`fold_batchnorm`): the same function to float rounding, one operator
+less per convolution, which matters at glance's batches of a few tiles. The caller's
+modules are left untouched (they may still be training).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ from torch import nn
 
 from fieldvision.console import progress_iter
 from fieldvision.data.mil import BagStore
+from fieldvision.models.batchnorm_folding import fold_batchnorm
 from fieldvision.ops.glance import cut_tiles, select_tiles
 from fieldvision.runtime import resolve_device
 
@@ -92,10 +99,15 @@ class Predictor:
         students: Sequence[nn.Module] | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.full_experts = [m.eval().to(self.device) for m in experts]
-        self.students = [m.eval().to(self.device) for m in students] if students else []
-        self.scouters = [m.eval().to(self.device) for m in scouters]
+        self.full_experts = [self._inference_copy(m) for m in experts]
+        self.students = [self._inference_copy(m) for m in students] if students else []
+        self.scouters = [self._inference_copy(m) for m in scouters]
         self.negative = negative
+
+    def _inference_copy(self, module: nn.Module) -> nn.Module:
+        inference = copy.deepcopy(module).eval().to(self.device)
+        fold_batchnorm(inference)
+        return inference
 
     @torch.no_grad()
     def _score(self, experts: Sequence[nn.Module], sel: torch.Tensor, mask: torch.Tensor) -> tuple:
