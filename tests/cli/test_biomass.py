@@ -421,3 +421,23 @@ def test_bad_ttt_options_exit_2_and_write_nothing(
     assert err.startswith("error:") and message in err, err
     assert not (tmp_path / "out").exists()
     assert sorted(p.relative_to(exported) for p in exported.rglob("*")) == before
+
+
+def test_ablate_prints_the_table_with_the_paired_spread(dataset, tmp_path, capsys, monkeypatch):
+    from fieldvision.pipelines.biomass import ablation
+
+    def fake_run_ablation(data_dir, out, cfg, names, repeats=1):
+        assert names == ["film"] and repeats == 3
+        base = {"description": "", "fold_best": 0.5, "minutes": 1.0}
+        return [
+            {**base, "variant": "baseline", "weighted_r2": 0.45, "std": 0.12, "delta": 0.0,
+             "delta_sd": 0.0, "better": None},
+            {**base, "variant": "film", "weighted_r2": 0.44, "std": 0.13, "delta": -0.0187,
+             "delta_sd": 0.0771, "better": False},
+        ]  # fmt: skip
+
+    monkeypatch.setattr(ablation, "run_ablation", fake_run_ablation)
+    args = ["--variants", "film", "--repeats", "3", "--no-progress"]
+    code = main(["biomass", "ablate", "--data", str(dataset), "--out", str(tmp_path), *args])
+    err = capsys.readouterr().err  # the table is a diagnostic: stderr
+    assert code == 0 and "paired" in err and "0.0771" in err and "-0.0187" in err

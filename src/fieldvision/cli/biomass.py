@@ -280,7 +280,8 @@ def ablate(
     cfg = load_biomass_config(config, sets, folds, epochs, None, device, progress)
     rows = run_ablation(data, out, cfg, names, repeats=repeats)
     table = Table(title=f"ablation ({out / 'ablation.md'}, {repeats} repeat(s))")
-    for col in ("variant", "weighted R²", "std", "Δ vs baseline", "better", "fold-best", "min"):
+    cols = ("variant", "weighted R²", "std", "Δ vs baseline", "Δ sd (paired)", "better")
+    for col in (*cols, "fold-best", "min"):
         table.add_column(col)
     for row in rows:
         table.add_row(
@@ -288,6 +289,7 @@ def ablate(
             f"{row['weighted_r2']:.4f}",
             f"{row['std']:.4f}",
             f"{row['delta']:+.4f}",
+            f"{row['delta_sd']:.4f}",
             {None: "–", True: "yes", False: "no"}[row["better"]],
             f"{row['fold_best']:.4f}",
             f"{row['minutes']:.1f}",

@@ -111,6 +111,11 @@ def test_repeated_ablation_reports_std_and_marks_only_significant_gains(tmp_path
     np.testing.assert_allclose(by["film"]["weighted_r2"], 0.60)
     np.testing.assert_allclose(by["film"]["std"], np.std(table["film"], ddof=1))
     np.testing.assert_allclose(by["mean"]["delta"], np.mean(table["mean"]) - 0.40)
+    # Paired spread: the per-repeat differences against the baseline of the same folds.
+    np.testing.assert_allclose(by["film"]["delta_sd"], 0.0, atol=1e-12)
+    paired = np.subtract(table["mean"], table["baseline"])
+    np.testing.assert_allclose(by["mean"]["delta_sd"], np.std(paired, ddof=1))
+    np.testing.assert_allclose(by["baseline"]["delta_sd"], 0.0)
     assert by["film"]["better"] is True and by["mean"]["better"] is False
     assert by["baseline"]["better"] is None
     np.testing.assert_allclose(by["film"]["fold_best"], 0.65)
@@ -119,6 +124,7 @@ def test_repeated_ablation_reports_std_and_marks_only_significant_gains(tmp_path
     md = (tmp_path / "ablation.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| variant"))
     assert "| std |" in header and "| better |" in header and "| fold_best |" in header
+    assert "| delta_sd |" in header
     assert "| film |" in md and "| yes |" in md and "| no |" in md
 
 

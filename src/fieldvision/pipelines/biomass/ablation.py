@@ -151,6 +151,11 @@ def run_ablation(
             minutes, per_target = src["minutes"], src["per_target"]
         score, std = mean_std(scores)
         delta = score - anchor
+        # Repeat r uses the same folds in every variant, so the per-repeat differences
+        # cancel the fold-draw noise that dominates `std`: their spread is the paired sd.
+        base_scores = results["baseline"]["scores"]
+        paired = [a - b for a, b in zip(scores, base_scores, strict=False)]
+        delta_sd = mean_std(paired)[1] if len(paired) == len(base_scores) else float("nan")
         better = None
         if repeats > 1 and name != "baseline":
             better = bool(delta > 2.0 * float(np.hypot(std, anchor_std)))
@@ -160,13 +165,15 @@ def run_ablation(
             "weighted_r2": score,
             "std": std,
             "delta": delta,
+            "delta_sd": delta_sd,
             "better": better,
             "fold_best": mean_std(fold_best)[0] if fold_best else float("nan"),
             "minutes": minutes,
         }
         row.update({k.removesuffix("_g"): v for k, v in per_target.items()})
         rows.append(row)
-    columns = ["variant", "description", "weighted_r2", "std", "delta", "better", "fold_best"]
+    columns = ["variant", "description", "weighted_r2", "std", "delta", "delta_sd", "better"]
+    columns += ["fold_best"]
     columns += ["minutes", *(c for c in rows[0] if c not in columns and c != "minutes")]
     table_rows = [
         {**row, "better": {None: "–", True: "yes", False: "no"}[row["better"]]} for row in rows
@@ -177,7 +184,9 @@ def run_ablation(
         "`weighted_r2` and `std` are the mean and sample std over repeats of the honest "
         f"score (selection `{base.phase2.selection}`), `fold_best` the biased score with "
         "each fold's own best epoch. Δ is against `baseline`; `better` is yes only when "
-        "Δ > 2·sqrt(std² + std_baseline²) (needs ≥ 2 repeats). `minutes` is the wall time "
+        "Δ > 2·sqrt(std² + std_baseline²) (needs ≥ 2 repeats). `delta_sd` is the sample std "
+        "of the per-repeat Δ (repeat r has the same folds in every variant, so this paired "
+        "spread excludes the fold-draw noise in `std`). `minutes` is the wall time "
         "of the last `train` calls of that variant (a resumed or reused run only counts "
         "what was left to do).\n\n" + markdown_table(table_rows, columns)
     )
