@@ -290,3 +290,51 @@ def test_a_run_stays_readable_when_a_later_release_adds_a_config_field(tmp_path)
     (tmp_path / "run" / CONFIG_FILE).write_text(text.replace("0.1", "0.2"))
     with pytest.raises(RunError, match="differs from the config"):
         RunDir.open(tmp_path / "run", "demo", New)
+
+
+class _OldRelease(StrictModel):
+    lr: float = 0.1
+
+
+class _NewRelease(StrictModel):
+    lr: float = 0.1
+    added: int = 3  # a field a later release added, default = the old behaviour
+
+
+@pytest.mark.parametrize("status", ["done", "running"])
+def test_a_run_from_before_a_new_config_field_resumes_under_the_new_release(tmp_path, status):
+    old = RunDir.start(tmp_path / "run", "demo", _OldRelease(), INPUTS)
+    if status == "done":
+        old.done()
+    before = _run_json(tmp_path / "run")
+    recorded = (tmp_path / "run" / CONFIG_FILE).read_text()
+    run = RunDir.start(tmp_path / "run", "demo", _NewRelease(), INPUTS)
+    # The run keeps its own identity: config.yaml untouched, run.json's fingerprint kept,
+    # so the run still opens (and its exports still match it).
+    assert run.fingerprint == before["fingerprint"]
+    assert (tmp_path / "run" / CONFIG_FILE).read_text() == recorded
+    assert _run_json(tmp_path / "run")["fingerprint"] == before["fingerprint"]
+    assert _run_json(tmp_path / "run")["status"] == status
+    if status == "done":
+        _, cfg = RunDir.open(tmp_path / "run", "demo", _NewRelease)
+        assert cfg.added == 3
+
+
+@pytest.mark.parametrize(
+    ("new_cfg", "edit", "message"),
+    [
+        # The added field is set to a non-default value: a different config.
+        (_NewRelease(added=5), None, r"different config \(added\)"),
+        # The recorded config.yaml was edited since training: not the run's record.
+        (_NewRelease(lr=0.2), ("0.1", "0.2"), "different config"),
+    ],
+)
+def test_an_old_run_with_a_really_different_config_is_still_refused(
+    tmp_path, new_cfg, edit, message
+):
+    RunDir.start(tmp_path / "run", "demo", _OldRelease(), INPUTS).done()
+    if edit:
+        path = tmp_path / "run" / CONFIG_FILE
+        path.write_text(path.read_text().replace(*edit))
+    with pytest.raises(RunError, match=message):
+        RunDir.start(tmp_path / "run", "demo", new_cfg, INPUTS)

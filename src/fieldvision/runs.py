@@ -24,6 +24,11 @@ files that are not a run    refuses (never deletes a user's folder)
 
 Callers validate every input *before* `start`, so a bad input leaves no directory at all.
 
+"Same config" survives upgrades: a run recorded before a release added config fields
+(whose defaults keep the old behaviour) is the same run when its intact ``config.yaml``,
+completed with today's defaults, equals the new config; `start` then keeps the run's own
+``config.yaml`` and fingerprint, so its exports stay valid.
+
 The data location (``"data": {"path": ...}``, the resolved folder or CSV the run was trained
 on) is recorded for later steps that want the run's own images (``fieldvision export``
 checks ONNX parity on them) but is deliberately not part of the resume identity: a data
@@ -74,6 +79,28 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _predates_new_fields(
+    path: Path, info: Mapping[str, Any], cfg: BaseModel, fingerprint: str
+) -> bool:
+    """Is the run at `path` the same config as `cfg`, recorded before fields were added?
+
+    A release that adds a config field (with a default that keeps the old behaviour)
+    changes every config's fingerprint, though an old run trained exactly what today's
+    config would. True when the recorded ``config.yaml`` is intact (it still hashes to the
+    run's fingerprint) and, completed with today's defaults, hashes like `cfg`.
+    """
+    recorded = read_yaml(path / CONFIG_FILE)
+    if not isinstance(recorded, dict):
+        return False
+    if fingerprint_of(recorded, type(cfg)) != info.get("fingerprint"):
+        return False  # edited since training (or another schema): not this run's record
+    try:
+        today = load_config(type(cfg), path / CONFIG_FILE)
+    except FieldVisionError:  # a field was removed or changed type: genuinely different
+        return False
+    return config_fingerprint(today) == fingerprint
 
 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -132,12 +159,15 @@ class RunDir:
                 f"{path}: exists and is not a fieldvision run directory (no {RUN_FILE})",
                 hint="choose a new --out, or empty the folder",
             )
+        upgraded = False
         if info is not None:
             same = (
                 info.get("kind") == kind
                 and info.get("fingerprint") == fingerprint
                 and info.get("inputs", {}) == inputs
             )
+            if not same and info.get("kind") == kind and info.get("inputs", {}) == inputs:
+                upgraded = same = _predates_new_fields(path, info, cfg, fingerprint)
             if same:
                 if info.get("status") != "done":
                     console.print(f"[yellow]resuming the {kind} run in {path}[/]")
@@ -152,8 +182,14 @@ class RunDir:
         located = None if data is None else {"path": str(Path(data).resolve())}
         if located is None and info is not None and same and isinstance(info.get("data"), dict):
             located = info["data"]
-        run = cls(path, kind, fingerprint, inputs, located)
-        write_yaml(path / CONFIG_FILE, config_to_dict(cfg))
+        if upgraded:
+            # Keep the run's own record: rewriting config.yaml with today's new fields would
+            # change its fingerprint and orphan the exports that name the old one.
+            assert info is not None
+            run = cls(path, kind, str(info["fingerprint"]), inputs, located)
+        else:
+            run = cls(path, kind, fingerprint, inputs, located)
+            write_yaml(path / CONFIG_FILE, config_to_dict(cfg))
         if info is None or info.get("status") != "done" or not same:
             run._write_status("running")
         return run
