@@ -103,6 +103,38 @@ def test_interrupted_run_resumes_at_pipeline_level(pasture, tmp_path, monkeypatc
     assert info["data"] == {"path": str(pasture.resolve())} and "path" not in info["inputs"]
 
 
+def test_a_finished_run_returns_its_recorded_scores_without_recomputing(
+    pasture, biomass_run, monkeypatch, tiny
+):
+    recorded = json.loads((biomass_run / "metrics.json").read_text())["fit"]
+    stamp = (biomass_run / "oof.csv").stat().st_mtime_ns
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("a finished run must not be predicted again")
+
+    monkeypatch.setattr(fit_module, "_predict", no_prediction)
+    result = train(pasture, biomass_run, tiny())
+    assert result.oof_r2 == pytest.approx(recorded["oof_weighted_r2"])
+    assert result.oof_r2_no_tta == pytest.approx(recorded["oof_weighted_r2_no_tta"])
+    assert result.oof_r2_fold_best == pytest.approx(recorded["oof_weighted_r2_fold_best"])
+    assert result.fold_r2 == pytest.approx(recorded["fold_weighted_r2"])
+    assert result.per_target == pytest.approx(recorded["per_target_r2"])
+    assert result.selection == recorded["selection"]["mode"]
+    assert (biomass_run / "oof.csv").stat().st_mtime_ns == stamp  # nothing rewritten
+
+
+def test_a_finished_run_without_recorded_scores_is_recomputed(pasture, tmp_path, tiny):
+    out = tmp_path / "run"
+    first = train(pasture, out, tiny())
+    metrics = json.loads((out / "metrics.json").read_text())
+    del metrics["fit"]["fold_weighted_r2"]  # as written by an older release
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    again = train(pasture, out, tiny())
+    assert again.oof_r2 == pytest.approx(first.oof_r2, abs=1e-6)
+    fit = json.loads((out / "metrics.json").read_text())["fit"]
+    assert fit["fold_weighted_r2"] == pytest.approx(first.fold_r2)
+
+
 def test_phase2_only_run_skips_phase1(pasture, tmp_path, tiny):
     out = tmp_path / "run"
     result = train(pasture, out, tiny("phase2.use_film=false", "phase1.enabled=false"))

@@ -200,9 +200,39 @@ def train(
     start = time.perf_counter()
     data = load_training_data(data_dir, cfg)
     run = RunDir.start(out, RUN_KIND, cfg, data.fingerprint, data=data_dir)
+    if run.status == "done":
+        recorded = recorded_result(run)
+        if recorded is not None:  # same config and data, finished: nothing to recompute
+            console.print(f"[dim]{out}: finished run, scores from its metrics.json[/]")
+            return recorded
     with run.running():
         result = _train(run, data, cfg, phase1_from, start)
     return result
+
+
+def recorded_result(run: RunDir) -> TrainResult | None:
+    """The `TrainResult` a finished run recorded in ``metrics.json``, or None.
+
+    Re-running ``train`` (or ``ablate``, which re-runs every variant) on a finished run
+    returns this instead of re-predicting every fold with TTA and redrawing the report.
+    None when the run predates a recorded field, so the caller recomputes.
+    """
+    fit = run.read_metrics().get("fit", {})
+    needed = ("oof_weighted_r2", "oof_weighted_r2_no_tta", "per_target_r2", "fold_weighted_r2")
+    if not all(key in fit for key in needed) or not (run.path / "oof.csv").is_file():
+        return None
+    selection = fit.get("selection") if isinstance(fit.get("selection"), dict) else {}
+    return TrainResult(
+        run.path,
+        float(fit["oof_weighted_r2"]),
+        float(fit["oof_weighted_r2_no_tta"]),
+        {str(k): float(v) for k, v in fit["per_target_r2"].items()},
+        [float(v) for v in fit["fold_weighted_r2"]],
+        float(fit.get("seconds", 0.0)),
+        oof_r2_fold_best=float(fit.get("oof_weighted_r2_fold_best", float("nan"))),
+        selection=str(selection.get("mode", "best")),
+        extra={"n_excluded": int(fit.get("n_excluded", 0))},
+    )
 
 
 def _train(
