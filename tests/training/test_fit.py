@@ -209,6 +209,9 @@ def test_same_seed_same_weights(tmp_path):
         (ScheduleConfig, {"epochs": 0}, "epochs"),
         (ScheduleConfig, {"patience": 0}, "patience"),
         (ScheduleConfig, {"val_every": 0}, "val_every"),
+        (ScheduleConfig, {"min_epochs": -1}, "min_epochs"),
+        (ScheduleConfig, {"epochs": 3, "min_epochs": 4}, "exceeds epochs"),
+        (ScheduleConfig, {"epochs": 3, "min_epochs": 3}, None),
         (TrainerConfig, {"device": "tpu"}, "device"),
         (TrainerConfig, {"ema_decay": 1.0}, "ema_decay"),
         (TrainerConfig, {"gradient_clip_val": 0.0}, "gradient_clip_val"),
@@ -370,6 +373,17 @@ def test_best_mode_keeps_its_behaviour_and_records_the_selection(tmp_path):
         assert not (tmp_path / f.split.name / "epochs").exists()
         # patience=1 stops one validation after the peak
         assert f.result.epochs_run == peaks[f.split.name] + 1
+
+
+def test_min_epochs_keeps_early_stopping_from_ending_a_plateau(tmp_path):
+    """Peak at epoch 1, patience 1: early stopping ends at 2 epochs, unless min_epochs says
+    the first epochs are a plateau to sit out (MIL before its evidence ignites)."""
+    peaks = {"fold0": 1, "fold1": 1, "fold2": 1}
+    plain = _fit_selected(tmp_path / "plain", _PeakBuilder(peaks), epochs=6)
+    held = _fit_selected(tmp_path / "held", _PeakBuilder(peaks), epochs=6, min_epochs=4)
+    assert [f.result.epochs_run for f in plain] == [2, 2, 2]
+    assert [f.result.epochs_run for f in held] == [4, 4, 4]
+    assert all(f.selection["fold_best_epoch"] == 1 for f in held)  # still the best epoch
 
 
 def test_split_exported_before_selection_modes_loads_as_best(tmp_path):

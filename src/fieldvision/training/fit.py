@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -109,6 +109,11 @@ class ScheduleConfig(StrictModel):
 
     epochs: int = Field(10, ge=1)
     patience: int | None = Field(5, ge=1)  # early stopping, in validations (null: off)
+    # Early stopping never ends training before this many epochs. MIL experts sit at
+    # chance for several epochs before the max-pooled evidence "ignites" (the DeepPCB
+    # recipe's run stopped on that plateau at epoch 13); patience alone cannot tell a
+    # plateau before learning from one after it.
+    min_epochs: int = Field(0, ge=0)
     val_every: int = Field(1, ge=1)  # validate every N epochs
     # Which weights a split exports (see the module docstring): best (on the fold itself:
     # biased) | fixed_epochs | last_k_average (honest: early stopping off).
@@ -120,6 +125,12 @@ class ScheduleConfig(StrictModel):
     # current weights over up to this many training batches (null: off, keep the running
     # averages of past steps, which lag behind fast-moving weights).
     precise_bn_batches: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _min_within_budget(self) -> ScheduleConfig:
+        if self.min_epochs > self.epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) exceeds epochs ({self.epochs})")
+        return self
 
     @property
     def honest(self) -> bool:
@@ -298,6 +309,7 @@ def fit_splits(
             mode=task.system.mode,
             # Early stopping reads the fold's own score: off in the honest modes.
             patience=None if schedule.honest else schedule.patience,
+            min_epochs=schedule.min_epochs or None,
             progress=trainer_cfg.progress,
             gradient_clip_val=trainer_cfg.gradient_clip_val,
             check_val_every_n_epoch=schedule.val_every,
