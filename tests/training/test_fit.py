@@ -376,8 +376,7 @@ def test_best_mode_keeps_its_behaviour_and_records_the_selection(tmp_path):
 
 
 def test_min_epochs_keeps_early_stopping_from_ending_a_plateau(tmp_path):
-    """Peak at epoch 1, patience 1: early stopping ends at 2 epochs, unless min_epochs says
-    the first epochs are a plateau to sit out (MIL before its evidence ignites)."""
+    """Peak at epoch 1, patience 1: stops at 2 epochs, at 4 with min_epochs=4."""
     peaks = {"fold0": 1, "fold1": 1, "fold2": 1}
     plain = _fit_selected(tmp_path / "plain", _PeakBuilder(peaks), epochs=6)
     held = _fit_selected(tmp_path / "held", _PeakBuilder(peaks), epochs=6, min_epochs=4)
