@@ -5,8 +5,7 @@ equals one convolution with rescaled weights and a bias:
 ``w' = w · γ / sqrt(σ² + ε)``, ``b' = (b − μ) · γ / sqrt(σ² + ε) + β``. On CPU, at the
 small batches of glance-and-focus inference (a few tiles per image), eager PyTorch spends
 much of its time dispatching operators rather than computing; folding removes one
-operator per convolution (about a third of the expert's time on 3 tiles, see
-``benchmarks/mil_glance.py``).
+operator per convolution (1.1-1.8x faster backbones, see ``benchmarks/batchnorm_folding.py``).
 
 `fold_batchnorm` finds the pairs from the module's traced graph (``torch.fx``) rather than
 from module order, so it folds only where the convolution's output feeds the BatchNorm and

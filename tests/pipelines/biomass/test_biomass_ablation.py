@@ -125,6 +125,8 @@ def test_repeated_ablation_reports_std_and_marks_only_significant_gains(tmp_path
     header = next(line for line in md.splitlines() if line.startswith("| variant"))
     assert "| std |" in header and "| better |" in header and "| fold_best |" in header
     assert "| delta_sd |" in header
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert len(cells) == len(set(cells))  # every column once
     assert "| film |" in md and "| yes |" in md and "| no |" in md
 
 

@@ -153,9 +153,8 @@ def run_ablation(
         delta = score - anchor
         # Repeat r uses the same folds in every variant, so the per-repeat differences
         # cancel the fold-draw noise that dominates `std`: their spread is the paired sd.
-        base_scores = results["baseline"]["scores"]
-        paired = [a - b for a, b in zip(scores, base_scores, strict=False)]
-        delta_sd = mean_std(paired)[1] if len(paired) == len(base_scores) else float("nan")
+        paired = [a - b for a, b in zip(scores, results["baseline"]["scores"], strict=True)]
+        delta_sd = mean_std(paired)[1]
         better = None
         if repeats > 1 and name != "baseline":
             better = bool(delta > 2.0 * float(np.hypot(std, anchor_std)))
@@ -173,8 +172,8 @@ def run_ablation(
         row.update({k.removesuffix("_g"): v for k, v in per_target.items()})
         rows.append(row)
     columns = ["variant", "description", "weighted_r2", "std", "delta", "delta_sd", "better"]
-    columns += ["fold_best"]
-    columns += ["minutes", *(c for c in rows[0] if c not in columns and c != "minutes")]
+    columns += ["fold_best", "minutes"]
+    columns += [c for c in rows[0] if c not in columns]  # then the per-target R² columns
     table_rows = [
         {**row, "better": {None: "–", True: "yes", False: "no"}[row["better"]]} for row in rows
     ]
