@@ -86,6 +86,10 @@ class ScouterSection(ScouterConfig, OptimConfig, ScheduleConfig):
 
     epochs: int = Field(12, ge=1)
     patience: int | None = Field(6, ge=1)
+    # Platt-scale the trained scouter's logits on the validation images against the
+    # expert's evidence, so the glance stop rule reads probabilities (see
+    # `fieldvision.pipelines.mil.calibration`); false: raw MSE-regressed scores.
+    calibrate: bool = True
 
 
 class DistillSection(OptimConfig, ScheduleConfig):

@@ -6,7 +6,8 @@ A run directory (`fieldvision.runs.RunDir`, kind ``mil``) holds::
     classes.json        class names and the negative class
     splits.csv          image, label, group, split role per fold
     expert/<split>/     Lightning state + model.safetensors (the tile expert)
-    scouter/<split>/    Lightning state + model.safetensors (trained with the expert frozen)
+    scouter/<split>/    Lightning state + model.safetensors (trained with the expert frozen,
+                        then Platt-calibrated: calibration.json, see `calibration`)
     student/<split>/    optional (distill.enabled): the expert fine-tuned on glance selections
                         toward the full-tiling teacher; glance inference then uses it
     oof.csv             validation predictions (full and glance) with the split's models
@@ -18,6 +19,7 @@ distillation. Re-running ``train`` with the same ``--out`` resumes.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -30,14 +32,15 @@ from fieldvision.data.loaders import batch_loader
 from fieldvision.inference import predict_views
 from fieldvision.io import write_csv, write_json
 from fieldvision.models.mil import MILExpert, Scouter
+from fieldvision.models.registry import save_model
 from fieldvision.pipelines.mil.config import MILConfig
 from fieldvision.pipelines.mil.engine import tile_evidence
 from fieldvision.pipelines.mil.inputs import MILTrainingData, class_weights, load_training_data
 from fieldvision.runs import RunDir
-from fieldvision.training.fit import FitTask, Split, fit_splits
+from fieldvision.training.fit import MODEL_FILE, FitTask, FittedSplit, Split, fit_splits
 from fieldvision.training.mil import DistillSystem, MILSystem, ScouterSystem
 
-__all__ = ["RUN_KIND", "expert_tile_maps", "train"]
+__all__ = ["RUN_KIND", "calibrate_scouter", "expert_tile_maps", "train"]
 
 RUN_KIND = "mil"
 
@@ -47,19 +50,68 @@ def _loader(dataset, cfg: MILConfig, train: bool, seed: int = 0) -> DataLoader:
                         num_workers=cfg.data.num_workers, seed=seed)  # fmt: skip
 
 
-def expert_tile_maps(expert: torch.nn.Module, data: MILTrainingData, cfg: MILConfig) -> np.ndarray:
-    """float32[N, R, C]: the expert's tile evidence for every image (the scouter target)."""
+def expert_tile_maps(
+    expert: torch.nn.Module,
+    data: MILTrainingData,
+    cfg: MILConfig,
+    indices: np.ndarray | None = None,
+) -> np.ndarray:
+    """float32[N, R, C]: the expert's tile evidence for every image, or for `indices`
+    (the scouter's target)."""
     from fieldvision.data.mil import BagDataset
 
     def call(model, batch):
         return {"evidence": tile_evidence(model(batch["tiles"])["tile_logits"], data.negative)}
 
     (out,) = predict_views(
-        expert, BagDataset(data.store), call, device=cfg.train.device,
+        expert, BagDataset(data.store, indices), call, device=cfg.train.device,
         batch_size=cfg.data.batch_size,
     )  # fmt: skip
     rows, cols = cfg.data.grid
-    return out["evidence"].reshape(len(data.store), rows, cols).astype(np.float32)
+    return out["evidence"].reshape(-1, rows, cols).astype(np.float32)
+
+
+def calibrate_scouter(
+    run: RunDir,
+    data: MILTrainingData,
+    cfg: MILConfig,
+    expert: torch.nn.Module,
+    scouter: FittedSplit,
+    maps: np.ndarray | None = None,
+) -> dict:
+    """Platt-calibrate a split's scouter on its validation images; save it; once per split.
+
+    The calibrated weights replace ``scouter/<split>/model.safetensors`` and the fit goes
+    to ``calibration.json`` (written last). A crash between the two re-fits on the next
+    run, on already calibrated logits: the identity map for a scouter that ranks tiles,
+    the base rate again for one that does not; re-running is safe either way.
+
+    Args:
+        maps: float32[N, R, C] the expert's evidence on every image, when already computed.
+
+    Returns:
+        The fit (`fieldvision.pipelines.mil.calibration.fit_platt`), also when recorded.
+    """
+    from fieldvision.data.mil import BagDataset
+    from fieldvision.pipelines.mil.calibration import fit_platt, fold_platt
+
+    folder = run.path / "scouter" / scouter.split.name
+    done = folder / "calibration.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    val = scouter.split.val
+    evidence = maps[val] if maps is not None else expert_tile_maps(expert, data, cfg, val)
+
+    def call(model, batch):
+        return {"logits": model(batch["image"])["logits"].flatten(1)}
+
+    (out,) = predict_views(scouter.model, BagDataset(data.store, val, with_tiles=False), call,
+                           device=cfg.train.device, batch_size=cfg.data.batch_size)  # fmt: skip
+    fit = fit_platt(out["logits"], evidence)
+    fold_platt(scouter.model, fit["scale"], fit["shift"])
+    save_model(scouter.model, folder / MODEL_FILE)
+    write_json(done, fit)
+    return fit
 
 
 def train(data_dir: str | Path, out: str | Path, cfg: MILConfig) -> dict:
@@ -139,6 +191,12 @@ def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> 
 
     scouters = fit_splits(run.path / "scouter", data.splits, build_scouter, cfg.scouter,
                           cfg.train, seed=cfg.train.seed + 100, label="scouter")  # fmt: skip
+    calibration = {}
+    if cfg.scouter.calibrate:  # before distillation, whose selections use the scouter
+        for e, s in zip(experts, scouters, strict=True):
+            calibration[s.split.name] = calibrate_scouter(
+                run, data, cfg, e.model, s, targets.get(s.split.name)
+            )
 
     students = _distill(run, data, cfg, experts, scouters) if cfg.distill.enabled else None
 
@@ -166,6 +224,7 @@ def _train(run: RunDir, data: MILTrainingData, cfg: MILConfig, start: float) -> 
         "full": _mean_block([b["full"] for b in blocks]),
         "glance": _mean_block([b["glance"] for b in blocks]),
         "budget": cfg.glance.budget,
+        "scouter_calibration": calibration,
         "seconds": time.perf_counter() - start,
     }
     run.update_metrics("fit", summary)
