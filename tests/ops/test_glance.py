@@ -12,7 +12,13 @@ import torch.nn.functional as F
 
 import fieldvision.ops.glance as glance
 from fieldvision.errors import ConfigError
-from fieldvision.ops.glance import binary_entropy, cut_tiles, select_tiles, tile_boxes
+from fieldvision.ops.glance import (
+    binary_entropy,
+    cut_tiles,
+    select_tiles,
+    tile_boxes,
+    unseen_evidence,
+)
 
 # --------------------------------------------------------------------------- entropy
 
@@ -32,20 +38,27 @@ def test_binary_entropy_values():
 # --------------------------------------------------------------------------- selection
 
 
+def test_unseen_evidence_after_each_step():
+    ranked = torch.tensor([[0.5, 0.5, 0.0], [0.9, 0.2, 0.1]])
+    want = torch.tensor([[0.5, 0.0, 0.0], [1 - 0.8 * 0.9, 0.1, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(unseen_evidence(ranked), want)
+    tiny = torch.full((1, 64), 1e-9)  # float64 inside: 63e-9 survives, no rounding to 0
+    assert unseen_evidence(tiny)[0, 0].item() == pytest.approx(63e-9, rel=1e-6)
+
+
 def _ref_select(scores: list[float], budget: float, min_tiles: int, stop: float) -> list[int]:
-    """Obviously correct: exact budget arithmetic, a sort and a loop."""
+    """Obviously correct: exact budget arithmetic, a sort and a loop over the unseen rest."""
     t = len(scores)
     k_max = min(t, max(min_tiles, math.ceil(Fraction(str(budget)) * t)))
     ranked = sorted(range(t), key=lambda i: (-scores[i], i))
-    kept: list[int] = []
-    for rank, i in enumerate(ranked):
-        if len(kept) == k_max:
-            break
-        if rank < min_tiles or scores[i] >= 0.5 or _entropy(scores[i]) >= stop:
-            kept.append(i)
+    k = min(min_tiles, t)
+    while k < k_max:
+        left = 1.0 - math.prod(1.0 - scores[i] for i in ranked[k:])  # evidence still unseen
+        if left >= 0.5 or _entropy(left) >= stop:
+            k += 1
         else:
-            break  # the first confidently healthy tile ends the glance
-    return sorted(kept)
+            break  # confident that nothing unseen matters: the glance ends
+    return sorted(ranked[:k])
 
 
 def _check(scores, budget, min_tiles=1, stop=0.5):
@@ -57,23 +70,29 @@ def _check(scores, budget, min_tiles=1, stop=0.5):
     return mask[0].nonzero().flatten().tolist()
 
 
-HEALTHY = [0.02, 0.01, 0.05, 0.03, 0.01, 0.04, 0.02, 0.01]  # entropy < 0.3 bits everywhere
+CLEAN = [0.002, 0.001, 0.005, 0.003, 0.001, 0.004, 0.002, 0.001]  # 1.4 % left after one
+MIXED = [0.9, 0.05, 0.8, 0.02, 0.4, 0.01, 0.03, 0.04]
 
 
 @pytest.mark.parametrize(
     ("scores", "budget", "min_tiles", "stop", "expected"),
     [
-        # confidently healthy image: stops at min_tiles whatever the budget
-        (HEALTHY, 0.5, 1, 0.5, [2]),
-        (HEALTHY, 1.0, 1, 0.5, [2]),
-        (HEALTHY, 0.5, 3, 0.5, [2, 3, 5]),
+        # confidently clean image: stops at min_tiles whatever the budget
+        (CLEAN, 0.5, 1, 0.5, [2]),
+        (CLEAN, 1.0, 1, 0.5, [2]),
+        (CLEAN, 0.5, 3, 0.5, [2, 3, 5]),
+        # many small doubts add up: 16 tiles at 5 % leave 1 − 0.95^(16−k) unseen, which
+        # stays uncertain (≥ 0.11, 0.5 bits) until only 2 tiles are left
+        ([0.05] * 16, 1.0, 1, 0.5, list(range(14))),
+        ([0.05] * 16, 0.5, 1, 0.5, list(range(8))),
         # uncertain image (0.4 → 0.97 bits): uses the whole budget ceil(0.5·8) = 4
         ([0.4, 0.35, 0.45, 0.3, 0.42, 0.38, 0.33, 0.36], 0.5, 1, 0.5, [0, 2, 4, 5]),
         # suspicious image: the whole budget
         ([0.9, 0.8, 0.95, 0.7, 0.6, 0.99, 0.85, 0.75], 0.25, 1, 0.5, [2, 5]),
-        # mixed: two sick tiles, then the first confidently healthy tile stops it
-        ([0.9, 0.05, 0.8, 0.02, 0.4, 0.01, 0.03, 0.04], 1.0, 1, 0.5, [0, 2, 4]),
-        ([0.9, 0.05, 0.8, 0.02, 0.4, 0.01, 0.03, 0.04], 1.0, 1, 1.01, [0, 2]),
+        # mixed: after 0.9, 0.8, 0.4, 0.05 the rest (0.04 … 0.01) leaves 9.6 % (0.46 bits)
+        (MIXED, 1.0, 1, 0.5, [0, 1, 2, 4]),
+        # stop_entropy > 1: on only while evidence is likely; after 0.9, 0.8 it is 0.485
+        (MIXED, 1.0, 1, 1.01, [0, 2]),
         # ties rank by tile index
         ([0.7, 0.7, 0.7, 0.7], 0.5, 1, 0.5, [0, 1]),
         ([0.01, 0.3, 0.3, 0.3], 0.5, 1, 0.5, [1, 2]),
@@ -85,9 +104,11 @@ HEALTHY = [0.02, 0.01, 0.05, 0.03, 0.01, 0.04, 0.02, 0.01]  # entropy < 0.3 bits
         # min_tiles above the budget wins; above T it is clipped
         ([0.9] * 10, 0.1, 4, 0.5, [0, 1, 2, 3]),
         ([0.01, 0.02], 0.5, 5, 0.5, [0, 1]),
-        # budget 1 with stop_entropy 0 keeps everything, even certain healthy tiles
-        (HEALTHY, 1.0, 1, 0.0, list(range(8))),
+        # budget 1 with stop_entropy 0 keeps everything, even certainly clean tiles
+        (CLEAN, 1.0, 1, 0.0, list(range(8))),
         ([0.0, 1.0, 0.0], 1.0, 1, 0.0, [0, 1, 2]),
+        # a certain tile (p = 1) unseen keeps the glance going
+        ([0.0, 1.0, 0.0, 1.0], 0.75, 1, 0.5, [1, 3]),
     ],
 )
 def test_select_tiles_cases(scores, budget, min_tiles, stop, expected):

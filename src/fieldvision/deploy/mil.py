@@ -98,12 +98,13 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 def select_tiles(
     scores: np.ndarray, budget: float, min_tiles: int = 1, stop_entropy: float = 0.5
 ) -> np.ndarray:
-    """bool[T]: the tiles the expert looks at, from one image's scouter scores.
+    """bool[T]: the tiles the expert looks at, from one image's scouter probabilities.
 
     The rule of `fieldvision.ops.glance.select_tiles`: at most ``K_max = min(T,
     max(min_tiles, ceil(budget · T)))`` tiles, ranked by score (ties by index), the first
-    ``min_tiles`` always, then while a tile is suspicious (≥ 0.5) or uncertain (entropy ≥
-    `stop_entropy`), stopping at the first confidently healthy one.
+    ``min_tiles`` always, then on while the probability that some unseen tile holds
+    evidence, ``1 − Π (1 − p)`` over the ranks not yet looked at, is ≥ 0.5 or has a binary
+    entropy ≥ `stop_entropy` bits (computed in float64, as there).
 
     Raises:
         ConfigError: `budget` not in (0, 1], ``min_tiles < 1`` or a negative `stop_entropy`.
@@ -119,10 +120,17 @@ def select_tiles(
     k_min = min(int(min_tiles), t)
     k_max = min(t, max(k_min, math.ceil(round(budget * t, 9))))
     order = np.argsort(-s, kind="stable")  # descending, equal scores by tile index
-    ranked = s[order]
-    go_on = (ranked >= 0.5) | (binary_entropy(ranked) >= stop_entropy)
-    go_on[:k_min] = True
-    keep = np.cumprod(go_on).astype(bool)  # False from the first stop on
+    p = np.clip(s[order].astype(np.float64), 0.0, 1.0 - 1e-12)
+    suffix = np.cumsum(np.log1p(-p)[::-1])[::-1]  # log P(ranks j..T all clean)
+    left = -np.expm1(np.append(suffix[1:], 0.0))  # after looking at k = 1..T tiles
+    q = 1.0 - left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bits = -(np.where(left > 0, left * np.log(left), 0.0)
+                 + np.where(q > 0, q * np.log(q), 0.0)) / math.log(2.0)  # fmt: skip
+    go_on = (left >= 0.5) | (bits >= stop_entropy)
+    keep = np.append(True, go_on[:-1])  # rank j is looked at when the glance went on after j
+    keep[:k_min] = True
+    keep = np.cumprod(keep).astype(bool)  # False from the first stop on
     keep[k_max:] = False
     mask = np.zeros(t, bool)
     mask[order] = keep

@@ -23,7 +23,7 @@ from torch import Tensor
 from fieldvision.errors import ConfigError
 from fieldvision.ops.tiling import global_view, grid_tiles
 
-__all__ = ["binary_entropy", "cut_tiles", "select_tiles", "tile_boxes"]
+__all__ = ["binary_entropy", "cut_tiles", "select_tiles", "tile_boxes", "unseen_evidence"]
 
 _LN2 = math.log(2.0)
 
@@ -42,10 +42,31 @@ def binary_entropy(p: Tensor) -> Tensor:
     return -(torch.xlogy(p, p) + torch.xlogy(q, q)) / _LN2
 
 
+def unseen_evidence(ranked: Tensor) -> Tensor:
+    """Probability that some tile not yet looked at holds evidence, after each glance step.
+
+    With tiles ranked by score and the top ``k`` looked at, the unseen tiles are ranks
+    ``k+1 … T``; read as independent probabilities, at least one of them holds evidence
+    with probability ``1 − Π_{j > k} (1 − p_j)`` (0 once every tile is seen).
+
+    Args:
+        ranked: Tensor[B, T] tile probabilities in [0, 1], sorted in decreasing order.
+
+    Returns:
+        Tensor[B, T] float64: column ``k − 1`` is the probability after looking at ``k``
+        tiles (``k = 1 … T``).
+    """
+    p = ranked.detach().double().clamp(0.0, 1.0 - 1e-12)  # (B, T); 1 would give log(0)
+    log_clean = torch.log1p(-p)  # (B, T) log P(tile j holds no evidence)
+    suffix = log_clean.flip(1).cumsum(1).flip(1)  # (B, T) sum over ranks j..T
+    after = torch.cat([suffix[:, 1:], suffix.new_zeros((p.shape[0], 1))], dim=1)  # ranks > k
+    return -torch.expm1(after)  # (B, T)
+
+
 def select_tiles(
     scores: Tensor, budget: float, min_tiles: int = 1, stop_entropy: float = 0.5
 ) -> tuple[Tensor, Tensor]:
-    """Pick the tiles the expert should look at, from the scouter's tile scores.
+    """Pick the tiles the expert should look at, from the scouter's tile probabilities.
 
     Rule, per image (``T`` tiles):
 
@@ -53,21 +74,26 @@ def select_tiles(
        is rounded to 9 decimals first, so ``0.3 · 10`` is 3, not 4);
     2. tiles are ranked by score, highest first; equal scores rank by tile index;
     3. the top ``min(min_tiles, T)`` tiles are always kept;
-    4. then, in rank order up to ``K_max``, a tile is kept while it is *suspicious*
-       (score ≥ 0.5) or *uncertain* (its binary entropy in bits is ≥ `stop_entropy`), and
-       selection stops at the first tile that is confidently healthy (score < 0.5 and
-       entropy < `stop_entropy`); no tile after it is kept.
+    4. after ``k`` kept tiles, the glance goes on to the next one (up to ``K_max``) while
+       the evidence left in the unseen tiles (`unseen_evidence`: the probability that at
+       least one of ranks ``k+1 … T`` holds evidence) is *likely* (≥ 0.5) or *uncertain*
+       (its binary entropy in bits is ≥ `stop_entropy`); it stops once the scouter is
+       confident that nothing it has not looked at matters.
 
-    So a confidently healthy image costs ``min_tiles`` expert calls, a suspicious or
-    uncertain one up to the whole budget; ``budget=1`` with ``stop_entropy=0`` keeps every
-    tile.
+    The rule reads the scores as probabilities, so it needs a calibrated scouter
+    (`fieldvision.pipelines.mil.calibration`): a confidently clean image (every tile
+    near 0) costs ``min_tiles`` expert calls; a suspicious one, or one where many tiles
+    each carry a little doubt, the whole budget. It asks about the *whole* unseen rest,
+    not the next tile alone: 63 tiles at 1 % each leave a 47 % chance of evidence, which
+    is no reason to stop. ``stop_entropy=0`` always spends the budget; ``> 1`` stops as
+    soon as the evidence left is below one half.
 
     Args:
-        scores: Tensor[B, T] scouter importances in [0, 1].
+        scores: Tensor[B, T] scouter tile probabilities in [0, 1].
         budget: Fraction of the tiles the expert may see, in (0, 1].
         min_tiles: Tiles always kept (≥ 1), even above the budget.
-        stop_entropy: Entropy (bits, in [0, 1]) from which a tile counts as uncertain;
-            values above 1 make no tile uncertain.
+        stop_entropy: Entropy (bits, in [0, 1]) from which the evidence left counts as
+            uncertain; values above 1 make nothing uncertain.
 
     Returns:
         ``(mask: Tensor[B, T] bool, k: Tensor[B] int64)``: the selected tiles (in the
@@ -90,10 +116,12 @@ def select_tiles(
     k_max = min(t, max(k_min, math.ceil(round(budget * t, 9))))
     s = scores.detach().float()  # (B, T)
     order = torch.sort(s, dim=1, descending=True, stable=True).indices  # (B, T)
-    ranked = s.gather(1, order)  # (B, T) scores in rank order
-    go_on = (ranked >= 0.5) | (binary_entropy(ranked) >= stop_entropy)  # (B, T)
-    go_on[:, :k_min] = True
-    keep = go_on.long().cumprod(dim=1).bool()  # (B, T): False from the first stop on
+    left = unseen_evidence(s.gather(1, order))  # (B, T): after looking at k = 1..T tiles
+    go_on = (left >= 0.5) | (binary_entropy(left) >= stop_entropy)  # (B, T)
+    # Rank j (0-based) is looked at when the glance went on after j tiles.
+    keep = torch.cat([torch.ones_like(go_on[:, :1]), go_on[:, :-1]], dim=1)  # (B, T)
+    keep[:, :k_min] = True
+    keep = keep.long().cumprod(dim=1).bool()  # (B, T): False from the first stop on
     keep[:, k_max:] = False
     mask = torch.zeros_like(keep).scatter_(1, order, keep)  # (B, T) in tile order
     return mask, keep.sum(dim=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ from fieldvision.models.mil import Scouter, ScouterConfig
 from fieldvision.models.registry import load_model
 from fieldvision.pipelines.mil import train
 from fieldvision.pipelines.mil.calibration import fit_platt, fold_platt
+from fieldvision.pipelines.mil.fit import expert_tile_maps
 from fieldvision.pipelines.mil.inputs import load_training_data
 
 
@@ -26,7 +26,7 @@ def test_fit_recovers_a_known_affine_map_of_the_logit():
     fit = fit_platt(z, _sigmoid(1.7 * z - 2.0))  # soft targets from a known map
     assert fit["scale"] == pytest.approx(1.7, abs=2e-3)
     assert fit["shift"] == pytest.approx(-2.0, abs=2e-3)
-    assert fit["tiles"] == 4000 and fit["bce_after"] < fit["bce_before"]
+    assert fit["fitted"] and fit["tiles"] == 4000 and fit["bce_after"] < fit["bce_before"]
 
 
 def test_refitting_calibrated_logits_gives_the_identity():
@@ -51,18 +51,26 @@ def test_shrunk_scores_of_sparse_evidence_are_scaled_up():
     assert calibrated[evidence > 0].mean() > 0.9 and calibrated[evidence == 0].mean() < 0.05
 
 
-@pytest.mark.parametrize(
-    "evidence",
-    [lambda z: _sigmoid(-2 * z), lambda z: np.zeros_like(z), lambda z: np.ones_like(z)],
-    ids=["anti-correlated", "all-healthy", "all-evidence"],
-)
-def test_a_scouter_without_ranking_scores_the_base_rate(evidence):
+def test_an_anti_correlated_scouter_keeps_its_ranking_and_gets_the_base_rate():
     z = np.random.default_rng(3).normal(0, 1, 500)
-    t = evidence(z)
+    t = _sigmoid(-2 * z)
     fit = fit_platt(z, t)
-    mean = min(max(t.mean(), 1e-6), 1 - 1e-6)
-    assert fit["scale"] == pytest.approx(1e-3)
-    assert fit["shift"] == pytest.approx(math.log(mean / (1 - mean)))
+    assert fit["fitted"] and fit["scale"] == 1.0
+    assert _sigmoid(z + fit["shift"]).mean() == pytest.approx(t.mean(), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("logits", "target"),
+    [
+        (np.linspace(-2, 2, 50), np.zeros(50)),
+        (np.linspace(-2, 2, 50), np.ones(50)),
+        (np.full(50, 0.3), np.linspace(0, 1, 50)),
+    ],
+    ids=["no-evidence", "all-evidence", "constant-logits"],
+)
+def test_targets_without_information_leave_the_scouter_as_it_is(logits, target):
+    fit = fit_platt(logits, target)
+    assert not fit["fitted"] and (fit["scale"], fit["shift"]) == (1.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -99,9 +107,13 @@ def test_training_saves_the_calibrated_scouter_and_its_fit(spots, tmp_path, mil_
     assert not (raw_run / "scouter" / "train" / "calibration.json").exists()
     fit = json.loads((run / "scouter" / "train" / "calibration.json").read_text())
     assert summary["scouter_calibration"]["train"] == fit
-    n_val = int((pd.read_csv(run / "splits.csv")["train"] == "val").sum())
-    assert fit["tiles"] == n_val * 16  # the validation images' tiles, 4×4 each
+    val = np.flatnonzero(pd.read_csv(run / "splits.csv")["train"] == "val")
+    assert fit["tiles"] == len(val) * 16  # the validation images' tiles, 4×4 each
     data = load_training_data(spots, mil_cfg())
+    expert = load_model(run / "expert" / "train" / "model.safetensors")
+    evidence = expert_tile_maps(expert, data, mil_cfg(), val)
+    # The target is whether the expert calls a tile evidence, not its soft score.
+    assert fit["target_mean"] == pytest.approx(float((evidence >= 0.5).mean()))
     images = torch.stack([data.store.bag(i).image for i in range(4)]).float() / 255
     with torch.no_grad():
         raw = load_model(raw_run / "scouter" / "train" / "model.safetensors")(images)

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from fieldvision.ops.glance import unseen_evidence
 from fieldvision.pipelines.mil import load_run
 from fieldvision.pipelines.mil.engine import Predictor
 from fieldvision.pipelines.mil.inputs import bag_spec, read_samples
@@ -52,9 +54,12 @@ def test_entropy_rule_can_stop_early(setup):
     strict = predictor.run(store, "glance", budget=0.5, stop_entropy=1.0)  # never "unsure"
     used = np.array([r.selected.sum() for r in strict])
     assert (used >= 1).all() and (used <= 8).all()
-    for r in strict:  # beyond the first tile, only tiles the scouter scores ≥ 0.5 are kept
-        kept = np.sort(r.scouter[r.selected])[::-1]
-        assert (kept[1:] >= 0.5).all()
+    for r, k in zip(strict, used, strict=True):
+        # Stop entropy 1: on while the unseen tiles likely hold evidence, off from below 1/2.
+        ranked = torch.from_numpy(np.sort(r.scouter)[::-1].copy())[None]
+        left = unseen_evidence(ranked)[0].numpy()
+        assert (left[: k - 1] >= 0.5).all()
+        assert k == 8 or left[k - 1] < 0.5
 
 
 def test_modes_are_validated(setup):

@@ -120,8 +120,9 @@ class GlanceSection(StrictModel):
 
     budget: float = runtime_field(0.3, gt=0, le=1)  # at most this fraction of tiles
     min_tiles: int = runtime_field(1, ge=1)  # always run the expert on this many
-    # Keep adding tiles while the scouter is unsure (binary entropy in bits ≥ this) or
-    # sees disease (score ≥ 0.5); stop at the first confidently healthy tile.
+    # Keep adding tiles while the chance that some unseen tile holds evidence (from the
+    # calibrated scouter) is ≥ 0.5 or uncertain (binary entropy in bits ≥ this); stop
+    # once the scouter is confident that nothing unseen matters.
     stop_entropy: float = runtime_field(0.5, ge=0, le=1)
     batch_size: int = runtime_field(16, ge=1)  # images per scouter batch
 

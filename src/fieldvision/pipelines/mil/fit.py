@@ -107,7 +107,7 @@ def calibrate_scouter(
 
     (out,) = predict_views(scouter.model, BagDataset(data.store, val, with_tiles=False), call,
                            device=cfg.train.device, batch_size=cfg.data.batch_size)  # fmt: skip
-    fit = fit_platt(out["logits"], evidence)
+    fit = fit_platt(out["logits"], (evidence.reshape(len(val), -1) >= 0.5).astype(np.float32))
     fold_platt(scouter.model, fit["scale"], fit["shift"])
     save_model(scouter.model, folder / MODEL_FILE)
     write_json(done, fit)
