@@ -156,3 +156,16 @@ def test_distillation_trains_glance_students_used_in_glance_mode(spots, tmp_path
     full_a = with_students.run(store, "full")
     full_b = without.run(store, "full")
     np.testing.assert_allclose([r.prob for r in full_a], [r.prob for r in full_b])  # experts
+
+
+def test_honest_selection_trains_every_epoch_and_exports_their_average(spots, tmp_path, mil_cfg):
+    # The DeepPCB lesson: picking the best epoch on the split that reports the score is
+    # optimistic; last_k_average never reads that split's score.
+    out = tmp_path / "honest"
+    honest = ["expert.selection=last_k_average", "expert.selection_k=2"]
+    train(spots, out, mil_cfg("expert.epochs=3", "expert.patience=1", *honest))
+    selection = json.loads((out / "expert" / "train" / "selection.json").read_text())
+    assert selection["mode"] == "last_k_average" and selection["epochs"] == [2, 3]
+    scores = json.loads((out / "expert" / "train" / "epochs.json").read_text())["scores"]
+    assert sorted(int(e) for e in scores) == [1, 2, 3]  # early stopping off: all epochs ran
+    assert (out / "expert" / "train" / "fold_best.safetensors").is_file()
