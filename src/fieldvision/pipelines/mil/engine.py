@@ -109,37 +109,47 @@ class Predictor:
         fold_batchnorm(inference)
         return inference
 
-    @torch.no_grad()
-    def _score(self, experts: Sequence[nn.Module], sel: torch.Tensor, mask: torch.Tensor) -> tuple:
-        """Fold-mean class probabilities, and each fold's tile logits and features.
+    @torch.inference_mode()
+    def _score(self, experts: Sequence[nn.Module], sel: torch.Tensor) -> tuple:
+        """Fold-mean class probabilities from the selected tiles, and each fold's raw scores.
+
+        Pooling runs over the selected tiles alone: the same bag as pooling the whole grid
+        with those tiles masked in (every pooling skips masked tiles and clips top-k to the
+        tiles there are), without building grid-sized tensors inside the timed path.
 
         Args:
             experts: The fold experts to run.
             sel: Tensor[K, 3, s, s], the selected tiles only (the others are never cut).
-            mask: Tensor[1, T] bool, which tiles `sel` are.
+
+        Returns:
+            ``(prob: float[C], [(logits Tensor[K, C], features Tensor[K, D]) per fold])``.
         """
-        probs, logits, feats = [], [], []
+        probs, scored = [], []
         for expert in experts:
             lg, ft = expert.score_tiles(sel)  # (K, C), (K, D)
-            t = mask.shape[1]
-            full_lg = lg.new_zeros((1, t, lg.shape[-1]))
-            full_ft = ft.new_zeros((1, t, ft.shape[-1]))
-            full_lg[0, mask[0]] = lg
-            full_ft[0, mask[0]] = ft
-            bag, _ = expert.pool(full_lg, full_ft, mask)
+            bag, _ = expert.pool(lg[None], ft[None])  # (1, C)
             probs.append(bag.float().softmax(-1)[0])
-            logits.append(full_lg[0])
-            feats.append(full_ft[0])
-        stack = lambda xs: torch.stack(xs).float().cpu().numpy()  # noqa: E731
-        return stack(probs).mean(0), stack(logits), stack(feats)  # (C,), (F, T, C), (F, T, D)
+            scored.append((lg, ft))
+        return torch.stack(probs).mean(0).cpu().numpy(), scored
 
-    @torch.no_grad()
+    @staticmethod
+    def _on_grid(scored: list, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32[F, T, C] logits and [F, T, D] features, zeros where a tile did not run."""
+        t = len(keep)
+        logits = np.zeros((len(scored), t, scored[0][0].shape[-1]), np.float32)
+        feats = np.zeros((len(scored), t, scored[0][1].shape[-1]), np.float32)
+        for f, (lg, ft) in enumerate(scored):
+            logits[f, keep] = lg.float().cpu().numpy()
+            feats[f, keep] = ft.float().cpu().numpy()
+        return logits, feats
+
+    @torch.inference_mode()
     def scout(self, view: torch.Tensor) -> torch.Tensor:
         """Mean scouter importance over folds: ``Tensor[3, h, w] -> Tensor[T]``."""
         maps = [s(view[None].to(self.device))["importance"].flatten(1)[0] for s in self.scouters]
         return torch.stack(maps).mean(0).float().cpu()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def run(
         self,
         store: BagStore,
@@ -173,17 +183,19 @@ class Predictor:
             if mode == "glance":
                 scores = self.scout(store.scout_view(image))
                 mask, _ = select_tiles(scores[None], budget, min_tiles, stop_entropy)
+                keep = mask[0].numpy()
             else:
-                mask = torch.ones((1, t), dtype=torch.bool)
-            sel = cut_tiles(image, boxes[mask[0].numpy()], tile_size)  # (K, 3, s, s)
-            prob, logits, feats = self._score(experts, sel.to(self.device), mask.to(self.device))
+                keep = np.ones(t, dtype=bool)
+            sel = cut_tiles(image, boxes[keep], tile_size)  # (K, 3, s, s)
+            prob, scored = self._score(experts, sel.to(self.device))
             ms = (time.perf_counter() - start) * 1000.0
-            sel = mask[0].numpy()
+            # Bookkeeping for the tables, outside the timed path.
+            logits, feats = self._on_grid(scored, keep)
             evidence = np.full(t, np.nan, np.float32)
-            ev = tile_evidence(torch.from_numpy(logits[:, sel]), self.negative).mean(0)
-            evidence[sel] = ev.numpy()
+            ev = tile_evidence(torch.from_numpy(logits[:, keep]), self.negative).mean(0)
+            evidence[keep] = ev.numpy()
             results.append(
-                ImageResult(prob, evidence, scores.numpy(), sel, ms, boxes, logits, feats)
+                ImageResult(prob, evidence, scores.numpy(), keep, ms, boxes, logits, feats)
             )
         return results
 
