@@ -184,7 +184,7 @@ class ScouterSystem(TaskSystem):
         loss = scouter_loss(out["logits"].float(), target)
         collect = {}
         if stage == "val":
-            collect = {"pred": out["importance"].flatten(1), "target": target.flatten(1)}
+            collect = {"pred": out["importance"].float().flatten(1), "target": target.flatten(1)}
         return StepOutput(loss, {}, collect)
 
     def epoch_metrics(self, collected: Mapping[str, Tensor]) -> dict[str, float]:

@@ -169,3 +169,22 @@ def test_honest_selection_trains_every_epoch_and_exports_their_average(spots, tm
     scores = json.loads((out / "expert" / "train" / "epochs.json").read_text())["scores"]
     assert sorted(int(e) for e in scores) == [1, 2, 3]  # early stopping off: all epochs ran
     assert (out / "expert" / "train" / "fold_best.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)],
+)
+def test_mixed_precision_training_gives_a_usable_run(spots, tmp_path, mil_cfg, device):
+    # bf16 autocast runs the same code path on CPU as AMP on a GPU (bag and tile losses,
+    # evidence maps and calibration in float32 under autocast); CUDA only where there is one.
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    out = tmp_path / "amp"
+    amp = [f"train.device={device}", "train.precision=bf16-mixed", "distill.enabled=true"]
+    summary = train(spots, out, mil_cfg(*amp, "distill.epochs=1"))  # all three systems
+    assert 0 <= summary["full"]["macro_f1"] <= 1 and 0 <= summary["glance"]["auc"] <= 1
+    fit = json.loads((out / "scouter" / "train" / "calibration.json").read_text())
+    assert np.isfinite([fit["scale"], fit["shift"]]).all()
+    expert = load_model(out / "expert" / "train" / "model.safetensors")
+    assert all(p.dtype == torch.float32 for p in expert.parameters())  # saved in float32
