@@ -67,3 +67,34 @@ def test_bad_inputs_write_nothing(mil_run, spots, tmp_path):
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "tiles.csv").exists()
     with pytest.raises(RunError, match="not a run directory"):
         load_run(tmp_path)
+
+
+def test_a_run_from_before_calibration_is_flagged_and_upgraded_by_train(
+    mil_run, spots, tmp_path, mil_cfg, capsys
+):
+    import yaml
+
+    from fieldvision.config import fingerprint_of
+    from fieldvision.pipelines.mil import MILConfig, train
+
+    old = tmp_path / "old"
+    shutil.copytree(mil_run, old)
+    (old / "scouter" / "train" / "calibration.json").unlink()
+    # As recorded before the field existed: no `calibrate` line, fingerprinted without it.
+    config = old / "config.yaml"
+    recorded = yaml.safe_load(config.read_text())
+    del recorded["scouter"]["calibrate"]
+    config.write_text(yaml.safe_dump(recorded, sort_keys=False))
+    info = json.loads((old / "run.json").read_text())
+    info["fingerprint"] = fingerprint_of(recorded, MILConfig)
+    (old / "run.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    load_run(old)
+    assert "is not calibrated" in capsys.readouterr().err
+    expert = old / "expert" / "train" / "model.safetensors"
+    before = expert.stat().st_mtime_ns
+    train(spots, old, mil_cfg())
+    assert (old / "scouter" / "train" / "calibration.json").is_file()
+    assert expert.stat().st_mtime_ns == before  # nothing retrained
+    load_run(old)
+    assert "is not calibrated" not in capsys.readouterr().err

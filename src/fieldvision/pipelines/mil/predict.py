@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fieldvision.config import apply_runtime_overrides
+from fieldvision.console import console
 from fieldvision.data.mil import BagStore
 from fieldvision.errors import DataError, RunError
 from fieldvision.pipelines.mil.config import MILConfig
@@ -61,6 +62,13 @@ def load_run(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> MIL
         raise RunError(f"{run.path}: metrics.json lists no trained splits", hint="retrain")
     experts = [run.load_model(f"expert/{s}/model.safetensors") for s in splits]
     scouters = [run.load_model(f"scouter/{s}/model.safetensors") for s in splits]
+    raw = [s for s in splits if not (run.path / "scouter" / s / "calibration.json").is_file()]
+    if raw and cfg.scouter.calibrate:  # a run trained before calibration existed
+        console.print(
+            f"[yellow]{run.path}: the scouter of {', '.join(raw)} is not calibrated, so the "
+            "glance stop rule reads raw scores; re-run `fieldvision mil train` with the same "
+            "--out to calibrate it (nothing is retrained)[/]"
+        )
     students = []
     if all((run.path / "student" / s / "model.safetensors").is_file() for s in splits):
         students = [run.load_model(f"student/{s}/model.safetensors") for s in splits]
