@@ -83,8 +83,8 @@ def calibrate_scouter(
 
     The calibrated weights replace ``scouter/<split>/model.safetensors`` and the fit goes
     to ``calibration.json`` (written last). A crash between the two re-fits on the next
-    run, on already calibrated logits: the identity map for a scouter that ranks tiles,
-    the base rate again for one that does not; re-running is safe either way.
+    run, on already calibrated logits, where the optimal map is the identity: re-running
+    is safe.
 
     Args:
         maps: float32[N, R, C] the expert's evidence on every image, when already computed.
