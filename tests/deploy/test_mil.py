@@ -59,6 +59,17 @@ def test_binary_entropy_is_the_torch_modules():
     p = np.array([0.0, 1e-7, 0.1, 0.5, 0.77, 1.0], np.float32)
     want = glance.binary_entropy(torch.from_numpy(p)).numpy()
     np.testing.assert_allclose(deploy_mil.binary_entropy(p), want, atol=1e-6)
+    p64 = np.random.default_rng(0).random(50)  # the stop rule's float64, kept as float64
+    got = deploy_mil.binary_entropy(p64)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, glance.binary_entropy(torch.from_numpy(p64)).numpy(),
+                               rtol=1e-12, atol=1e-15)  # fmt: skip
+
+
+def test_unseen_evidence_is_the_torch_ops():
+    ranked = np.sort(np.random.default_rng(1).random(64) ** 4)[::-1].astype(np.float32)
+    want = glance.unseen_evidence(torch.from_numpy(ranked.copy())[None])[0].numpy()
+    np.testing.assert_allclose(deploy_mil.unseen_evidence(ranked), want, rtol=1e-12)
 
 
 def test_cut_tiles_are_the_torch_modules():

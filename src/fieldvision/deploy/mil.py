@@ -45,7 +45,15 @@ from fieldvision.deploy.session import Deployment, open_deployment
 from fieldvision.errors import ConfigError, DataError, RunError
 from fieldvision.schemas.mil import prediction_tables, write_predictions
 
-__all__ = ["binary_entropy", "cut_tiles", "pool", "predict", "select_tiles", "tile_boxes"]
+__all__ = [
+    "binary_entropy",
+    "cut_tiles",
+    "pool",
+    "predict",
+    "select_tiles",
+    "tile_boxes",
+    "unseen_evidence",
+]
 
 
 # --------------------------------------------------------------------------- glance helpers
@@ -86,13 +94,26 @@ def tile_boxes(height: int, width: int, rows: int, cols: int, overlap: float = 0
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
-    """Bits of a Bernoulli(p), ``0 log 0 = 0``: float32, 0 at p ∈ {0, 1}, 1 at p = 0.5."""
-    p = np.clip(np.asarray(p, np.float32), 0.0, 1.0)
-    q = np.float32(1.0) - p
+    """Bits of a Bernoulli(p), ``0 log 0 = 0``: 0 at p ∈ {0, 1}, 1 at p = 0.5.
+
+    Computed in float64 for float64 input (the stop rule's), else in float32.
+    """
+    dtype = np.float64 if np.asarray(p).dtype == np.float64 else np.float32
+    p = np.clip(np.asarray(p, dtype), 0.0, 1.0)
+    q = dtype(1.0) - p
     with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(p > 0, p * np.log(p), np.float32(0.0))
-        qlogq = np.where(q > 0, q * np.log(q), np.float32(0.0))
-    return (-(plogp + qlogq) / np.float32(math.log(2.0))).astype(np.float32)
+        plogp = np.where(p > 0, p * np.log(p), dtype(0.0))
+        qlogq = np.where(q > 0, q * np.log(q), dtype(0.0))
+    return (-(plogp + qlogq) / dtype(math.log(2.0))).astype(dtype)
+
+
+def unseen_evidence(ranked: np.ndarray) -> np.ndarray:
+    """float64[T]: ``1 − Π (1 − p)`` over ranks ``k+1 … T`` after looking at ``k = 1 … T``
+    tiles, from one image's probabilities sorted in decreasing order
+    (`fieldvision.ops.glance.unseen_evidence`)."""
+    p = np.clip(np.asarray(ranked, np.float64), 0.0, 1.0 - 1e-12)
+    suffix = np.cumsum(np.log1p(-p)[::-1])[::-1]  # log P(ranks j..T all clean)
+    return -np.expm1(np.append(suffix[1:], 0.0))
 
 
 def select_tiles(
@@ -120,14 +141,8 @@ def select_tiles(
     k_min = min(int(min_tiles), t)
     k_max = min(t, max(k_min, math.ceil(round(budget * t, 9))))
     order = np.argsort(-s, kind="stable")  # descending, equal scores by tile index
-    p = np.clip(s[order].astype(np.float64), 0.0, 1.0 - 1e-12)
-    suffix = np.cumsum(np.log1p(-p)[::-1])[::-1]  # log P(ranks j..T all clean)
-    left = -np.expm1(np.append(suffix[1:], 0.0))  # after looking at k = 1..T tiles
-    q = 1.0 - left
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bits = -(np.where(left > 0, left * np.log(left), 0.0)
-                 + np.where(q > 0, q * np.log(q), 0.0)) / math.log(2.0)  # fmt: skip
-    go_on = (left >= 0.5) | (bits >= stop_entropy)
+    left = unseen_evidence(s[order])  # after looking at k = 1..T tiles
+    go_on = (left >= 0.5) | (binary_entropy(left) >= stop_entropy)
     keep = np.append(True, go_on[:-1])  # rank j is looked at when the glance went on after j
     keep[:k_min] = True
     keep = np.cumprod(keep).astype(bool)  # False from the first stop on

@@ -117,9 +117,6 @@ def fold_platt(scouter: nn.Module, scale: float, shift: float) -> nn.Module:
     Returns:
         `scouter`, changed.
     """
-    conv = scouter.score
-    conv.weight.mul_(scale)
-    if conv.bias is None:  # our Scouter always has one; a custom subclass may not
-        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device))
-    conv.bias.mul_(scale).add_(shift)
+    scouter.score.weight.mul_(scale)
+    scouter.score.bias.mul_(scale).add_(shift)
     return scouter
